@@ -1,0 +1,136 @@
+"""One training run: build everything from the config, fit, test, write the results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab.classifier import Classifier
+from mlplab.config_checks import check_config
+from mlplab.errors import ConfigError
+from mlplab.nets import init_linear_weights
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+RESULT_KEYS = ("test/acc", "test/loss", "val/acc")
+
+
+def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
+    (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def record_hyperparameters(logger: Logger, hparams: dict, metrics: dict, step: int) -> None:
+    """Store the run's hyperparameters with its logger; TensorBoard also pairs them with results.
+
+    The results get tags of their own (results/...) so that curves such as val/acc keep only
+    the points measured during training.
+    """
+    if isinstance(logger, TensorBoardLogger):
+        results = {f"results/{key.replace('/', '_')}": metrics[key] for key in RESULT_KEYS}
+        logger.log_hyperparams(hparams, metrics=results, step=step)
+    else:
+        logger.log_hyperparams(hparams)
+    logger.save()
+
+
+def build_classifier(cfg: DictConfig) -> Classifier:
+    """The network, initialised, inside the LightningModule with its optimiser and scheduler."""
+    network = instantiate(cfg.model)
+    init_linear_weights(network, instantiate(cfg.init.weight))
+    return Classifier(
+        network,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+        num_classes=cfg.model.num_classes,
+        hparams=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    logger = instantiate(cfg.logger) if cfg.logger else False
+    callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+
+
+def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Train on the training split, test the best checkpoint; return the run's results."""
+    check_config(cfg)
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # missing or corrupt data fails here, before any training
+    classifier = build_classifier(cfg)
+    trainer = build_trainer(cfg)
+
+    started = time.perf_counter()
+    trainer.fit(classifier, datamodule=datamodule)
+    train_seconds = time.perf_counter() - started
+    fit_results = {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+    checkpoint = trainer.checkpoint_callback
+    best_checkpoint = checkpoint.best_model_path if checkpoint else ""
+    started = time.perf_counter()
+    (test_results,) = trainer.test(
+        classifier, datamodule=datamodule, ckpt_path=best_checkpoint or None, verbose=False
+    )
+    test_seconds = time.perf_counter() - started
+
+    best_val_acc = checkpoint.best_model_score if checkpoint else None
+    metrics = {
+        "status": "completed",
+        "test/acc": test_results["test/acc"],
+        "test/loss": test_results["test/loss"],
+        "val/acc": float(best_val_acc) if best_val_acc is not None else fit_results.get("val/acc"),
+        "val/loss": fit_results.get("val/loss"),
+        "train/acc": fit_results.get("train/acc"),
+        "train/loss": fit_results.get("train/loss"),
+        "epochs": trainer.current_epoch,
+        "train_seconds": round(train_seconds, 3),
+        "test_seconds": round(test_seconds, 3),
+        "best_checkpoint": str(Path(best_checkpoint).relative_to(output_dir))
+        if best_checkpoint
+        else None,
+        "seed": cfg.seed,
+    }
+    if trainer.logger:
+        record_hyperparameters(trainer.logger, classifier.hparams, metrics, trainer.global_step)
+    return metrics
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one job and write its metrics.json; return the best validation accuracy.
+
+    A config or data mistake is reported in one line; a single run then exits with status 2,
+    while in a multirun the other jobs go on.
+    """
+    # Hydra's handlers already print and file Lightning's messages; Lightning's own would
+    # print each of them a second time.
+    logging.getLogger("lightning").handlers.clear()
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = fit_and_test(cfg, output_dir)
+    except ConfigError as error:
+        log.error(f"error: {error}")
+        write_metrics(output_dir, {"status": "failed", "error": str(error)})
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return float("nan")
+        raise SystemExit(2) from None
+    except BaseException as error:
+        write_metrics(output_dir, {"status": "failed", "error": repr(error)})
+        raise
+    write_metrics(output_dir, metrics)
+    log.info(
+        f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  "
+        f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s  results: {output_dir}"
+    )
+    return metrics["val/acc"]

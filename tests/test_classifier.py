@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from mlplab.data import MNISTDataModule
+from mlplab.run import build_classifier
+
+OPTIMIZERS = sorted(
+    path.stem
+    for path in (Path(__file__).parents[1] / "conf" / "optimizer").glob("*.yaml")
+    if path.stem != "sparse_adam"
+)
+
+
+def mean_training_loss(classifier, datamodule) -> float:
+    features, labels = datamodule.splits["train"]
+    classifier.eval()
+    with torch.no_grad():
+        return classifier.loss_function(classifier(features), labels).item()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_lowers_the_training_loss_in_a_few_steps(small_run_config, optimizer):
+    cfg = small_run_config(
+        f"optimizer={optimizer}", "logger=none", "callbacks.model_checkpoint=null"
+    )
+    L.seed_everything(0, verbose=False)
+    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    datamodule.setup("fit")
+    classifier = build_classifier(cfg)
+    before = mean_training_loss(classifier, datamodule)
+    trainer = L.Trainer(
+        max_steps=30,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(classifier, datamodule=datamodule)
+    assert trainer.global_step == 30
+    assert mean_training_loss(classifier, datamodule) < 0.9 * before
+
+
+def test_optimizer_list_covers_the_course_and_the_modern_adam_variants():
+    expected = {"sgd", "adadelta", "adagrad", "adam", "adamax", "asgd", "lbfgs", "rmsprop", "rprop"}
+    assert expected | {"adamw", "nadam", "radam"} == set(OPTIMIZERS)
+
+
+def test_hyperparameters_are_plain_values_so_checkpoints_load_weights_only(
+    small_run_config, tmp_path
+):
+    cfg = small_run_config("logger=none", "callbacks.model_checkpoint=null")
+    classifier = build_classifier(cfg)
+    trainer = L.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    trainer.fit(classifier, datamodule=datamodule)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["hyper_parameters"]["model"]["hidden_sizes"] == [256, 256]
+    assert checkpoint["hyper_parameters"]["optimizer"]["_target_"] == "torch.optim.Adam"

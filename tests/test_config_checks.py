@@ -1,0 +1,47 @@
+import pytest
+from omegaconf import OmegaConf
+
+from mlplab.config_checks import check_config
+from mlplab.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ("model.hidden_sizes=[]", r"model\.hidden_sizes=\[\] is not valid: a non-empty list"),
+        ("model.hidden_sizes=[256,0]", r"model\.hidden_sizes=\[256, 0\] is not valid"),
+        ("model.hidden_sizes=[-5]", r"model\.hidden_sizes=\[-5\] is not valid"),
+        ("model.dropout=1.0", r"model\.dropout=1\.0 is not valid: a number in \[0, 1\)"),
+        ("model.dropout=-0.1", r"model\.dropout=-0\.1 is not valid"),
+        ("data.batch_size=0", r"data\.batch_size=0 is not valid: a whole number >= 1"),
+        ("data.batch_size=abc", r"data\.batch_size='abc' is not valid: a whole number >= 1"),
+        ("data.val_size=0", r"data\.val_size=0 is not valid"),
+        ("optimizer.lr=0", r"optimizer\.lr=0 is not valid: a number > 0"),
+        ("optimizer.lr=-0.01", r"optimizer\.lr=-0\.01 is not valid"),
+        ("optimizer=sparse_adam", r"optimizer=sparse_adam cannot train an MLP: .*sparse"),
+        ("trainer.max_epochs=0", r"trainer\.max_epochs=0 is not valid: a whole number >= 1"),
+        ("trainer.accelerator=tpu", r"trainer\.accelerator='tpu' is not valid: auto, cpu"),
+        ("activation=maxout activation.pieces=1", r"activation\.pieces=1 is not valid"),
+        ("seed=1.5", r"seed=1\.5 is not valid: a whole number"),
+    ],
+)
+def test_bad_values_are_refused_naming_key_value_and_what_is_accepted(
+    small_run_config, overrides, message
+):
+    cfg = small_run_config(*overrides.split())
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg)
+
+
+def test_gpu_accelerator_without_a_gpu_is_refused_before_training(small_run_config, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    cfg = small_run_config("trainer=gpu")
+    with pytest.raises(ConfigError, match=r"trainer\.accelerator=gpu but no CUDA GPU.*trainer=cpu"):
+        check_config(cfg)
+
+
+def test_linear_model_needs_no_hidden_sizes(small_run_config):
+    cfg = small_run_config("model=linear")
+    assert "hidden_sizes" not in cfg.model
+    check_config(cfg)
+    assert OmegaConf.select(cfg, "model._target_") == "mlplab.nets.SoftmaxRegression"

@@ -1,0 +1,153 @@
+"""Every option of every config group composes and builds the object it describes."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from mlplab.config_checks import check_config
+from mlplab.data import MNISTDataModule
+from mlplab.errors import ConfigError
+from mlplab.nets import init_linear_weights
+
+CONF = Path(__file__).parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+def test_defaults_reproduce_the_course_network(small_run_config):
+    cfg = small_run_config()
+    assert list(cfg.model.hidden_sizes) == [256, 256]
+    assert cfg.activation._target_ == "torch.nn.ReLU"
+    assert (cfg.optimizer._target_, cfg.optimizer.lr) == ("torch.optim.Adam", 0.001)
+    assert cfg.seed == 777
+
+
+def test_course_defaults_before_test_overrides(tmp_path, tiny_mnist):
+    from tests.conftest import compose_train_config
+
+    cfg = compose_train_config(tmp_path, tiny_mnist)
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.val_size) == (100, 15, 5000)
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("activation", options("activation"))
+def test_every_model_and_activation_builds_a_network_that_maps_images_to_logits(
+    small_run_config, model, activation
+):
+    cfg = small_run_config(f"model={model}", f"activation={activation}")
+    network = instantiate(cfg.model)
+    assert network(torch.rand(4, 1, 28, 28)).shape == (4, 10)
+
+
+@pytest.mark.parametrize("activation", options("activation"))
+def test_every_activation_is_its_named_nonlinearity(small_run_config, activation):
+    module = instantiate(small_run_config(f"activation={activation}").activation)()
+    x = torch.linspace(-3, 3, 12).reshape(1, 12)
+    expected = {
+        "relu": torch.relu(x),
+        "sigmoid": torch.sigmoid(x),
+        "tanh": torch.tanh(x),
+        "leaky_relu": nn.functional.leaky_relu(x, 0.01),
+        "elu": nn.functional.elu(x),
+        "selu": torch.selu(x),
+        "gelu": nn.functional.gelu(x),
+        "silu": nn.functional.silu(x),
+        "softplus": nn.functional.softplus(x),
+        "prelu": nn.functional.prelu(x, torch.tensor([0.25])),
+        "maxout": x.reshape(1, 6, 2).amax(2),
+    }[activation]
+    torch.testing.assert_close(module(x), expected)
+
+
+@pytest.mark.parametrize("init", options("init"))
+def test_every_init_builds_a_weight_initialiser_or_keeps_the_default(small_run_config, init):
+    cfg = small_run_config(f"init={init}")
+    weight_init = instantiate(cfg.init.weight)
+    network = instantiate(cfg.model)
+    init_linear_weights(network, weight_init)
+    assert (weight_init is None) == (init == "default")
+    first = network.layers[1].weight
+    assert torch.isfinite(first).all()
+    if init == "zeros":
+        assert first.abs().sum() == 0
+    if init == "normal":
+        assert first.std().item() == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_every_optimizer_builds_on_the_network_parameters(small_run_config, optimizer):
+    cfg = small_run_config(f"optimizer={optimizer}")
+    if optimizer == "sparse_adam":
+        with pytest.raises(ConfigError, match="SparseAdam only updates sparse gradients"):
+            check_config(cfg)
+        return
+    check_config(cfg)
+    built = instantiate(cfg.optimizer)(nn.Linear(3, 2).parameters())
+    assert isinstance(built, torch.optim.Optimizer)
+    assert built.param_groups[0]["lr"] == cfg.optimizer.lr
+
+
+def test_learning_rate_is_overridable_for_every_optimizer(small_run_config):
+    for optimizer in options("optimizer"):
+        assert (
+            small_run_config(f"optimizer={optimizer}", "optimizer.lr=0.123").optimizer.lr == 0.123
+        )
+
+
+@pytest.mark.parametrize("scheduler", options("scheduler"))
+def test_every_scheduler_builds_on_an_optimizer(small_run_config, scheduler):
+    cfg = small_run_config(f"scheduler={scheduler}", "trainer.max_epochs=10")
+    if scheduler == "none":
+        assert not cfg.scheduler
+        return
+    optimizer = torch.optim.SGD(nn.Linear(3, 2).parameters(), lr=1.0)
+    built = instantiate(cfg.scheduler)(optimizer)
+    for _ in range(cfg.trainer.max_epochs - 1):
+        built.step()
+    assert optimizer.param_groups[0]["lr"] < 1.0
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_every_trainer_option_builds_a_trainer_or_is_refused_when_its_device_is_missing(
+    small_run_config, trainer
+):
+    cfg = small_run_config(f"trainer={trainer}", "trainer.max_epochs=7")
+    device_present = {
+        "gpu": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }.get(trainer, True)
+    if not device_present:
+        with pytest.raises(ConfigError, match=f"trainer.accelerator={trainer}"):
+            check_config(cfg)
+        return
+    built = instantiate(cfg.trainer, logger=False)
+    assert isinstance(built, L.Trainer) and built.max_epochs == 7
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_every_logger_option_builds_its_logger(small_run_config, logger):
+    cfg = small_run_config(f"logger={logger}")
+    built = instantiate(cfg.logger) if cfg.logger else None
+    expected = {"tensorboard": "TensorBoardLogger", "csv": "CSVLogger", "none": None}[logger]
+    assert (type(built).__name__ if built else None) == expected
+    assert (cfg.callbacks.learning_rate_monitor is None) == (logger == "none")
+
+
+def test_callbacks_checkpoint_last_and_best_by_val_acc_and_monitor_the_learning_rate(
+    small_run_config,
+):
+    callbacks = {name: instantiate(c) for name, c in small_run_config().callbacks.items()}
+    checkpoint = callbacks["model_checkpoint"]
+    assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/acc", "max", True)
+    assert type(callbacks["learning_rate_monitor"]).__name__ == "LearningRateMonitor"
+    assert type(callbacks["progress_bar"]).__name__ == "TQDMProgressBar"
+
+
+def test_data_option_builds_the_mnist_datamodule(small_run_config):
+    assert isinstance(instantiate(small_run_config().data), MNISTDataModule)

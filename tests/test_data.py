@@ -1,0 +1,125 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlplab.data import MNIST_MEAN, MNIST_STD, MNISTDataModule, TensorBatches, load_mnist_split
+from mlplab.errors import ConfigError
+from tests.conftest import TINY_TEST, TINY_TRAIN, tiny_digits, write_idx
+
+
+def raw_file(root: Path, name: str) -> Path:
+    return root / "MNIST" / "raw" / name
+
+
+def test_load_mnist_split_reads_images_and_labels_from_idx_files(tiny_mnist):
+    images, labels = load_mnist_split(tiny_mnist, train=True, download=False)
+    expected_images, expected_labels = tiny_digits(TINY_TRAIN, seed=0)
+    assert images.shape == (TINY_TRAIN, 28, 28) and images.dtype == torch.uint8
+    assert torch.equal(images, torch.from_numpy(expected_images).to(torch.uint8))
+    assert torch.equal(labels, torch.from_numpy(expected_labels))
+
+
+def test_setup_splits_train_into_disjoint_train_and_val_and_keeps_test(tiny_mnist):
+    datamodule = MNISTDataModule(str(tiny_mnist), val_size=100, seed=3)
+    datamodule.setup("fit")
+    train_features, _ = datamodule.splits["train"]
+    val_features, _ = datamodule.splits["val"]
+    test_features, _ = datamodule.splits["test"]
+    assert (len(train_features), len(val_features), len(test_features)) == (500, 100, TINY_TEST)
+    assert train_features.shape[1] == 784 and train_features.dtype == torch.float32
+    train_rows = {tuple(row.tolist()) for row in train_features}
+    assert not any(tuple(row.tolist()) in train_rows for row in val_features)
+
+
+def test_split_depends_only_on_seed(tiny_mnist):
+    def val_labels(seed: int) -> torch.Tensor:
+        datamodule = MNISTDataModule(str(tiny_mnist), val_size=100, seed=seed)
+        datamodule.setup("fit")
+        return datamodule.splits["val"][1]
+
+    assert torch.equal(val_labels(1), val_labels(1))
+    assert not torch.equal(val_labels(1), val_labels(2))
+
+
+def test_normalize_standardises_with_mnist_mean_and_std_else_scales_to_unit_range(tiny_mnist):
+    plain = MNISTDataModule(str(tiny_mnist), val_size=100, normalize=False)
+    standardised = MNISTDataModule(str(tiny_mnist), val_size=100, normalize=True)
+    plain.setup()
+    standardised.setup()
+    x_plain = plain.splits["test"][0]
+    assert x_plain.min() >= 0 and x_plain.max() == 1.0
+    torch.testing.assert_close(standardised.splits["test"][0], (x_plain - MNIST_MEAN) / MNIST_STD)
+
+
+def test_shuffled_batches_cover_every_sample_once_in_a_new_order_each_epoch():
+    features = torch.arange(250, dtype=torch.float32).unsqueeze(1)
+    labels = torch.arange(250)
+    batches = TensorBatches(features, labels, batch_size=100, shuffle=True, seed=0)
+    epochs = [torch.cat([y for _, y in batches]) for _ in range(2)]
+    assert len(batches) == 3
+    assert [len(y) for _, y in batches] == [100, 100, 50]
+    for order in epochs:
+        assert torch.equal(order.sort().values, labels)
+    assert not torch.equal(epochs[0], epochs[1])
+    for x, y in batches:
+        assert torch.equal(x.squeeze(1).long(), y)
+
+
+def test_shuffled_batch_order_is_reproducible_from_the_seed():
+    labels = torch.arange(100)
+
+    def first_epoch(seed: int) -> torch.Tensor:
+        batches = TensorBatches(labels.float(), labels, batch_size=10, shuffle=True, seed=seed)
+        return torch.cat([y for _, y in batches])
+
+    assert torch.equal(first_epoch(5), first_epoch(5))
+    assert not torch.equal(first_epoch(5), first_epoch(6))
+
+
+def test_unshuffled_batches_keep_the_stored_order():
+    labels = torch.arange(25)
+    batches = TensorBatches(labels.float(), labels, batch_size=10, shuffle=False)
+    assert torch.equal(torch.cat([y for _, y in batches]), labels)
+
+
+def test_missing_mnist_without_download_names_the_folder_and_data_root(tmp_path):
+    with pytest.raises(ConfigError, match=r"MNIST not found.*MNIST/raw.*data\.root"):
+        load_mnist_split(tmp_path, train=True, download=False)
+
+
+def test_missing_mnist_with_failing_download_says_where_files_were_expected(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr("mlplab.data.MNIST", no_network)
+    with pytest.raises(ConfigError, match=r"download failed.*data\.root"):
+        load_mnist_split(tmp_path, train=True, download=True)
+
+
+def test_truncated_idx_file_is_reported_with_its_path_and_sizes(tiny_mnist):
+    path = raw_file(tiny_mnist, "train-images-idx3-ubyte")
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(
+        ConfigError, match=r"train-images-idx3-ubyte is corrupt.*600x28x28.*5000 bytes"
+    ):
+        load_mnist_split(tiny_mnist, train=True, download=False)
+
+
+def test_file_that_is_not_idx_is_refused(tiny_mnist):
+    raw_file(tiny_mnist, "t10k-labels-idx1-ubyte").write_bytes(b"<html>not found</html>")
+    with pytest.raises(ConfigError, match="not an MNIST IDX file"):
+        load_mnist_split(tiny_mnist, train=False, download=False)
+
+
+def test_image_and_label_counts_that_disagree_are_refused(tiny_mnist):
+    images, labels = tiny_digits(50, seed=0)
+    write_idx(raw_file(tiny_mnist, "t10k-labels-idx1-ubyte"), labels)
+    with pytest.raises(ConfigError, match=r"holds 200 images but .* holds 50 labels"):
+        load_mnist_split(tiny_mnist, train=False, download=False)
+
+
+def test_val_size_not_smaller_than_training_set_is_refused(tiny_mnist):
+    datamodule = MNISTDataModule(str(tiny_mnist), val_size=TINY_TRAIN)
+    with pytest.raises(ConfigError, match=r"data\.val_size=600 must be between 1 and 599"):
+        datamodule.setup("fit")
