@@ -33,6 +33,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
+        self.activation_positions: list[int] = []
         width_in = in_features
         for width in hidden_sizes:
             unit = activation()
@@ -41,6 +42,7 @@ class MLP(nn.Module):
             layers.append(nn.Linear(width_in, width * pieces))
             if batchnorm:
                 layers.append(nn.BatchNorm1d(width * pieces))
+            self.activation_positions.append(len(layers))
             layers.append(unit)
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -51,6 +53,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 784) or (N, 1, 28, 28) -> logits (N, num_classes)."""
         return self.layers(x)
+
+    def hidden_activations(self) -> list[nn.Module]:
+        """The activation module of each hidden layer, input to output."""
+        return [self.layers[position] for position in self.activation_positions]
 
 
 class SoftmaxRegression(nn.Module):
@@ -63,6 +69,10 @@ class SoftmaxRegression(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 784) or (N, 1, 28, 28) -> logits (N, num_classes)."""
         return self.layers(x)
+
+    def hidden_activations(self) -> list[nn.Module]:
+        """None: there is no hidden layer."""
+        return []
 
 
 def linear_layers(network: nn.Module) -> list[nn.Linear]:

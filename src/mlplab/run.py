@@ -59,6 +59,8 @@ def build_classifier(cfg: DictConfig) -> Classifier:
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     logger = instantiate(cfg.logger) if cfg.logger else False
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
+    if cfg.diagnostics:
+        callbacks.append(instantiate(cfg.diagnostics))
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
 
 

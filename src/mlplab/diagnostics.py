@@ -1,0 +1,103 @@
+"""What happens inside the network while it trains: gradient norms, dead and saturated units."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+
+from mlplab.nets import linear_layers
+
+# Units of these activations are dead when they output <= 0 for every input: no gradient
+# (ReLU) or almost none flows back through them.
+RELU_FAMILY = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU)
+# Outputs beyond these bounds sit on the flat tails, where the derivative is below 0.01.
+SATURATION_BOUNDS = {nn.Sigmoid: (0.01, 0.99), nn.Tanh: (-0.99, 0.99)}
+
+
+def dead_fraction(outputs: torch.Tensor) -> float:
+    """Fraction of units (columns of `outputs`, shape (N, units)) that are <= 0 for every row."""
+    return (outputs <= 0).all(dim=0).float().mean().item()
+
+
+def saturated_fraction(outputs: torch.Tensor, low: float, high: float) -> float:
+    """Fraction of outputs (any shape) outside (low, high)."""
+    return ((outputs <= low) | (outputs >= high)).float().mean().item()
+
+
+class TrainingDiagnostics(L.Callback):
+    """Logs per-layer gradient norms while training and hidden-layer statistics each epoch.
+
+    - `grad_norm/layer_k` (L2 norm of the k-th Linear weight's gradient) and
+      `grad_norm/first_to_last_ratio`, every `log_every_n_steps` steps: a ratio far below 1
+      means the gradient vanishes on its way back to the input.
+    - `activation/mean/layer_k`, `activation/dead_fraction/layer_k` (ReLU family) and
+      `activation/saturated_fraction/layer_k` (sigmoid, tanh) on a fixed validation batch.
+    - with TensorBoard and `histograms`, histograms of weights, gradients and activations.
+    """
+
+    def __init__(self, histograms: bool = True) -> None:
+        self.histograms = histograms
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Gradients are cleared before validation, so the epoch's last batch is the moment
+        # to record them.
+        last_batch = batch_idx == trainer.num_training_batches - 1
+        if last_batch and self.histograms and isinstance(trainer.logger, TensorBoardLogger):
+            write_parameter_histograms(trainer.logger, pl_module.network, trainer.global_step)
+        if pl_module.global_step % trainer.log_every_n_steps != 0:
+            return
+        norms = [layer.weight.grad.norm() for layer in linear_layers(pl_module.network)]
+        for index, norm in enumerate(norms, start=1):
+            pl_module.log(f"grad_norm/layer_{index}", norm)
+        pl_module.log("grad_norm/first_to_last_ratio", norms[0] / norms[-1])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        network = pl_module.network
+        features, _ = next(iter(trainer.datamodule.val_dataloader()))
+        outputs = hidden_outputs(network, features)
+        for index, (activation, output) in enumerate(outputs, start=1):
+            pl_module.log(f"activation/mean/layer_{index}", output.mean())
+            if isinstance(activation, RELU_FAMILY):
+                pl_module.log(f"activation/dead_fraction/layer_{index}", dead_fraction(output))
+            bounds = SATURATION_BOUNDS.get(type(activation))
+            if bounds:
+                pl_module.log(
+                    f"activation/saturated_fraction/layer_{index}",
+                    saturated_fraction(output, *bounds),
+                )
+        if self.histograms and isinstance(trainer.logger, TensorBoardLogger):
+            for index, (_, output) in enumerate(outputs, start=1):
+                trainer.logger.experiment.add_histogram(
+                    f"activations/layer_{index}", output, trainer.global_step
+                )
+
+
+def hidden_outputs(
+    network: nn.Module, features: torch.Tensor
+) -> list[tuple[nn.Module, torch.Tensor]]:
+    """(activation module, its output) for each hidden layer, in eval mode, without gradients."""
+    captured: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [
+        module.register_forward_hook(lambda module, _, output: captured.append((module, output)))
+        for module in network.hidden_activations()
+    ]
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            network(features)
+    finally:
+        network.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return captured
+
+
+def write_parameter_histograms(logger: TensorBoardLogger, network: nn.Module, step: int) -> None:
+    """Histograms of each Linear layer's weights and of their gradients."""
+    writer = logger.experiment
+    for index, layer in enumerate(linear_layers(network), start=1):
+        writer.add_histogram(f"weights/layer_{index}", layer.weight, step)
+        writer.add_histogram(f"gradients/layer_{index}", layer.weight.grad, step)

@@ -1,0 +1,111 @@
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mlplab.report import configuration_labels, write_report
+from tests.conftest import SMALL_RUN
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """A real 4-job multirun on tiny data: 2 configurations x 2 seeds, one configuration fails."""
+    from tests.conftest import write_tiny_mnist
+
+    root = tmp_path_factory.mktemp("sweep")
+    data = write_tiny_mnist(root / "data")
+    sweep = root / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "-m",
+            "model.hidden_sizes=[32,32],[]",
+            "seed=1,2",
+            *[o for o in SMALL_RUN if o != "trainer.max_epochs=1"],
+            "trainer.max_epochs=2",
+            "trainer.log_every_n_steps=2",
+            f"data.root={data}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep
+
+
+def read_rows(sweep):
+    with (sweep / "summary.csv").open() as file:
+        return {row["configuration"]: row for row in csv.DictReader(file)}
+
+
+def test_multirun_writes_the_report_when_it_ends_with_failed_jobs_listed(small_sweep):
+    rows = read_rows(small_sweep)
+    assert set(rows) == {"model.hidden_sizes=[32,32]", "model.hidden_sizes=[]"}
+    trained, failed = rows["model.hidden_sizes=[32,32]"], rows["model.hidden_sizes=[]"]
+    assert (trained["n"], trained["status"]) == ("2", "2 completed")
+    assert (failed["n"], failed["status"]) == ("2", "2 failed")
+    assert failed["test_acc"] == ""
+
+
+def test_runs_differing_only_by_seed_are_grouped_into_mean_and_std(small_sweep):
+    trained = read_rows(small_sweep)["model.hidden_sizes=[32,32]"]
+    assert 0.0 <= float(trained["test_acc"]) <= 1.0
+    assert float(trained["test_acc_std"]) >= 0.0
+    assert float(trained["epochs"]) == 2.0
+    assert float(trained["grad_norm_ratio"]) > 0
+    assert 0.0 <= float(trained["dead_fraction"]) <= 1.0
+    assert trained["saturated_fraction"] == ""  # ReLU: dead units, not saturated ones
+
+
+def test_report_writes_markdown_and_the_three_plots(small_sweep):
+    markdown = (small_sweep / "summary.md").read_text()
+    assert "| model.hidden_sizes=[32,32] | 2 |" in markdown and " ± " in markdown
+    for plot in ("val_acc.png", "train_loss.png", "grad_norms.png"):
+        assert (small_sweep / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_command_rewrites_the_report_and_prints_the_table(small_sweep):
+    (small_sweep / "summary.md").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "report", str(small_sweep)], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "| configuration |" in result.stdout
+    assert (small_sweep / "summary.md").exists()
+
+
+def test_report_command_refuses_a_folder_without_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "report", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert f"error: {tmp_path} holds no runs" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_job_without_metrics_is_reported_as_unfinished(small_sweep, tmp_path):
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(small_sweep, copy)
+    next(copy.glob("0_*/metrics.json")).unlink()
+    rows = write_report(copy)
+    statuses = {row["configuration"]: row["status"] for row in rows}
+    assert statuses["model.hidden_sizes=[32,32]"] == "1 completed, 1 unfinished"
+
+
+def test_configuration_labels_name_only_the_overrides_that_vary():
+    from mlplab.report import Job
+
+    jobs = [
+        Job(None, {"activation": "relu", "optimizer": "sgd", "seed": "1"}, {}),
+        Job(None, {"activation": "sigmoid", "optimizer": "sgd", "seed": "2"}, {}),
+    ]
+    assert configuration_labels(jobs) == ["activation=relu", "activation=sigmoid"]
