@@ -20,9 +20,8 @@ def main() -> None:
 
     write_report(sweep_dir)
     print((sweep_dir / "summary.md").read_text(), end="")
-    print(
-        f"written to {sweep_dir}: summary.csv, summary.md, val_acc.png, train_loss.png, grad_norms.png"
-    )
+    plots = "val_acc.png, train_loss.png, grad_norms.png"
+    print(f"written to {sweep_dir}: summary.csv, summary.md, {plots}")
 
 
 if __name__ == "__main__":
