@@ -68,3 +68,43 @@ def test_hyperparameters_are_plain_values_so_checkpoints_load_weights_only(
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["hyper_parameters"]["model"]["hidden_sizes"] == [256, 256]
     assert checkpoint["hyper_parameters"]["optimizer"]["_target_"] == "torch.optim.Adam"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "lbfgs"])
+def test_training_matches_a_hand_written_loop_step_for_step(small_run_config, optimizer):
+    import copy
+
+    from hydra.utils import instantiate
+
+    cfg = small_run_config(
+        f"optimizer={optimizer}", "logger=none", "callbacks.model_checkpoint=null"
+    )
+    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    datamodule.setup("fit")
+    classifier = build_classifier(cfg)
+    reference = copy.deepcopy(classifier.network)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(classifier, datamodule=datamodule)
+
+    batches = datamodule.train_dataloader()  # same seed: the same order of batches
+    optimizer_ = instantiate(cfg.optimizer)(reference.parameters())
+    loss_function = torch.nn.CrossEntropyLoss()
+    for _ in range(2):
+        for features, labels in batches:
+
+            def closure():
+                optimizer_.zero_grad()
+                loss = loss_function(reference(features), labels)
+                loss.backward()
+                return loss
+
+            optimizer_.step(closure)
+    for trained, expected in zip(classifier.network.parameters(), reference.parameters()):
+        torch.testing.assert_close(trained, expected, rtol=0, atol=0)

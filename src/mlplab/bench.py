@@ -1,0 +1,240 @@
+"""`python -m mlplab.bench`: seconds per epoch of the course's loop, a plain loop and mlplab.
+
+The epochs run in this process, interleaved (course, plain, mlplab, course, ...), so a
+machine that speeds up or slows down affects every contender alike; medians are reported
+with their min-max. Prints a table and writes the measurements as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+from torch import nn
+
+from mlplab.data import MNISTDataModule
+from mlplab.run import build_classifier, build_trainer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def course_network() -> nn.Module:
+    """784-256-256-10 ReLU, the course's network and mlplab's default."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Linear(256, 256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+    )
+
+
+def course_loop_epoch(data_root: str, batch_size: int) -> float:
+    """The course's loop: torchvision MNIST with ToTensor per image, a DataLoader, plain PyTorch."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    dataset = datasets.MNIST(data_root, train=True, transform=transforms.ToTensor())
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
+    return timed_epoch(loader, fused=False)
+
+
+def timed_epoch(batches, fused: bool) -> float:
+    """Seconds for one epoch of a hand-written loop: zero_grad, forward, backward, Adam step."""
+    network = course_network()
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=fused or None)
+    loss_function = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    for features, labels in batches:
+        optimizer.zero_grad()
+        loss_function(network(features), labels).backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each epoch's training batches, of the whole epoch and of the test pass."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {"train": [], "epoch": [], "test": []}
+        self.started = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == trainer.num_training_batches - 1:
+            self.seconds["train"].append(time.perf_counter() - self.started)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds["epoch"].append(time.perf_counter() - self.started)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.seconds["test"].append(time.perf_counter() - self.started)
+
+
+class FirstStepMarker(L.Callback):
+    """Writes the wall-clock time of the first training step into `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.path.exists():
+            self.path.write_text(str(time.time()))
+
+
+def mlplab_epoch(data_root: str, overrides: list[str], output_dir: Path, timer: EpochTimer):
+    """One epoch of `python -m train` (default config plus `overrides`), then its test pass."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose(
+            "train",
+            overrides=[f"data.root={data_root}", "trainer.max_epochs=1", *overrides],
+            return_hydra_config=True,
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    datamodule.setup("fit")
+    classifier = build_classifier(cfg)
+    trainer = build_trainer(cfg)
+    trainer.callbacks.append(timer)
+    trainer.fit(classifier, datamodule=datamodule)
+    trainer.test(classifier, datamodule=datamodule, verbose=False)
+
+
+def launch_to_first_step(data_root: str) -> tuple[float, float]:
+    """Seconds from starting `python -m train` to its first training step; peak RSS in MiB."""
+    with tempfile.TemporaryDirectory() as folder:
+        marker = Path(folder) / "first_step"
+        command = [
+            sys.executable,
+            "-m",
+            "train",
+            f"data.root={data_root}",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={folder}/run",
+            "+callbacks.first_step._target_=mlplab.bench.FirstStepMarker",
+            f"+callbacks.first_step.path={marker}",
+        ]
+        started = time.time()
+        subprocess.run(command, check=True, capture_output=True)
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return float(marker.read_text()) - started, peak_kib / 1024
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run_benchmark(data_root: str, repetitions: int) -> dict:
+    datamodule = MNISTDataModule(data_root)
+    datamodule.setup("fit")
+    features, labels = datamodule.splits["train"]
+    from mlplab.data import TensorBatches
+
+    epochs: dict[str, list[float]] = {
+        name: []
+        for name in (
+            "course_loop",
+            "plain_loop",
+            "plain_loop_fused",
+            "plain_loop_fused_b1000",
+        )
+    }
+    timers = {"mlplab": EpochTimer(), "mlplab_b1000": EpochTimer()}
+    with tempfile.TemporaryDirectory() as folder:
+        for repetition in range(repetitions):
+            epochs["course_loop"].append(course_loop_epoch(data_root, 100))
+            for name, fused, batch_size in (
+                ("plain_loop", False, 100),
+                ("plain_loop_fused", True, 100),
+                ("plain_loop_fused_b1000", True, 1000),
+            ):
+                batches = TensorBatches(features, labels, batch_size, shuffle=True, seed=repetition)
+                epochs[name].append(timed_epoch(batches, fused))
+            mlplab_epoch(data_root, [], Path(folder) / f"b100_{repetition}", timers["mlplab"])
+            mlplab_epoch(
+                data_root,
+                ["data.batch_size=1000"],
+                Path(folder) / f"b1000_{repetition}",
+                timers["mlplab_b1000"],
+            )
+    first_step_seconds, peak_mib = launch_to_first_step(data_root)
+    seconds = {name: summary(values) for name, values in epochs.items()}
+    seconds["mlplab"] = summary(timers["mlplab"].seconds["train"])
+    seconds["mlplab_with_validation_and_checkpoint"] = summary(timers["mlplab"].seconds["epoch"])
+    seconds["mlplab_b1000"] = summary(timers["mlplab_b1000"].seconds["train"])
+    median = {name: value["median"] for name, value in seconds.items()}
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "repetitions": repetitions,
+        "epoch_seconds": seconds,
+        "ratios": {
+            "mlplab / plain_loop": median["mlplab"] / median["plain_loop"],
+            "mlplab / plain_loop_fused": median["mlplab"] / median["plain_loop_fused"],
+            "mlplab_b1000 / plain_loop_fused_b1000": median["mlplab_b1000"]
+            / median["plain_loop_fused_b1000"],
+            "course_loop / mlplab": median["course_loop"] / median["mlplab"],
+        },
+        "test_pass_seconds": summary(timers["mlplab"].seconds["test"]),
+        "launch_to_first_step_seconds": first_step_seconds,
+        "peak_memory_mib": peak_mib,
+        "dataset_mib": sum(t.nbytes for split in datamodule.splits.values() for t in split) / 2**20,
+    }
+
+
+def print_table(results: dict) -> None:
+    print(f"machine: {results['machine']}; {results['repetitions']} repetitions, median [min-max]")
+    print(f"{'seconds per epoch (55,000 images)':<44} {'median':>7}  {'min-max':>13}")
+    for name, value in results["epoch_seconds"].items():
+        print(f"{name:<44} {value['median']:7.3f}  {value['min']:6.3f}-{value['max']:.3f}")
+    for name, ratio in results["ratios"].items():
+        print(f"{name:<44} {ratio:7.2f}x")
+    test = results["test_pass_seconds"]
+    print(f"{'test pass, 10,000 images (s)':<44} {test['median']:7.3f}")
+    print(
+        f"{'launch to first training step (s)':<44} {results['launch_to_first_step_seconds']:7.2f}"
+    )
+    print(f"{'peak memory of python -m train (MiB)':<44} {results['peak_memory_mib']:7.0f}")
+    print(f"{'dataset in memory, all splits (MiB)':<44} {results['dataset_mib']:7.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-root", default=os.environ.get("DATA_DIR", "data"))
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
+    args = parser.parse_args()
+    results = run_benchmark(args.data_root, args.repetitions)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
