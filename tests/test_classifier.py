@@ -99,7 +99,7 @@ def test_training_matches_a_hand_written_loop_step_for_step(small_run_config, op
     for _ in range(2):
         for features, labels in batches:
 
-            def closure():
+            def closure(features=features, labels=labels):
                 optimizer_.zero_grad()
                 loss = loss_function(reference(features), labels)
                 loss.backward()
