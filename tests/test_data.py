@@ -123,3 +123,10 @@ def test_val_size_not_smaller_than_training_set_is_refused(tiny_mnist):
     datamodule = MNISTDataModule(str(tiny_mnist), val_size=TINY_TRAIN)
     with pytest.raises(ConfigError, match=r"data\.val_size=600 must be between 1 and 599"):
         datamodule.setup("fit")
+
+
+def test_dataset_is_held_once_as_float_features(tiny_mnist):
+    datamodule = MNISTDataModule(str(tiny_mnist), val_size=100)
+    datamodule.setup("fit")
+    held = sum(features.nbytes for features, _ in datamodule.splits.values())
+    assert held == (TINY_TRAIN + TINY_TEST) * 784 * 4

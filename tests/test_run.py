@@ -99,3 +99,22 @@ def test_scheduler_changes_the_learning_rate_per_epoch(small_run_config, tmp_pat
     train(small_run_config("scheduler=step", "scheduler.step_size=1", "trainer.max_epochs=2"))
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
     assert [point.value for point in events.Scalars("lr-Adam")] == pytest.approx([1e-3, 5e-4])
+
+
+def test_compile_compiles_the_network_in_place_and_keeps_parameter_names(small_run_config):
+    from mlplab.run import build_classifier
+
+    plain = build_classifier(small_run_config())
+    compiled = build_classifier(small_run_config("compile=true"))
+    assert compiled.network._compiled_call_impl is not None
+    assert plain.network._compiled_call_impl is None
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_to_the_same_accuracy_as_eager(small_run_config, tmp_path):
+    train(small_run_config("trainer.max_epochs=2", name="eager"))
+    train(small_run_config("trainer.max_epochs=2", "compile=true", name="compiled"))
+    eager, compiled = read_metrics(tmp_path / "eager"), read_metrics(tmp_path / "compiled")
+    assert compiled["status"] == "completed"
+    assert compiled["test/acc"] == pytest.approx(eager["test/acc"], abs=0.02)

@@ -167,13 +167,13 @@ class MNISTDataModule(L.LightningDataModule):
                 f"data.val_size={self.val_size} must be between 1 and {len(labels) - 1} "
                 f"(the training set holds {len(labels)} images)"
             )
-        features = to_features(images, self.normalize)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         test_images, test_labels = load_mnist_split(self.root, train=False, download=False)
+        # Split the uint8 images first, so that each image is converted to float only once.
         self.splits = {
-            "train": (features[train_index], labels[train_index]),
-            "val": (features[val_index], labels[val_index]),
+            "train": (to_features(images[train_index], self.normalize), labels[train_index]),
+            "val": (to_features(images[val_index], self.normalize), labels[val_index]),
             "test": (to_features(test_images, self.normalize), test_labels),
         }
 

@@ -47,6 +47,8 @@ def build_classifier(cfg: DictConfig) -> Classifier:
     """The network, initialised, inside the LightningModule with its optimiser and scheduler."""
     network = instantiate(cfg.model)
     init_linear_weights(network, instantiate(cfg.init.weight))
+    if cfg.compile:
+        network.compile()  # in place: parameter names, and so checkpoints, stay the same
     return Classifier(
         network,
         optimizer=instantiate(cfg.optimizer),
