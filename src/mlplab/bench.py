@@ -150,44 +150,37 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+PLAIN_LOOPS = {  # name: (fused Adam, batch size)
+    "plain_loop": (False, 100),
+    "plain_loop_fused": (True, 100),
+    "plain_loop_fused_b1000": (True, 1000),
+}
+MLPLAB_RUNS = {  # name: overrides of the default config
+    "mlplab": [],
+    "mlplab_no_diagnostics": ["diagnostics=none"],
+    "mlplab_b1000": ["data.batch_size=1000"],
+}
+
+
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     datamodule = MNISTDataModule(data_root)
     datamodule.setup("fit")
     features, labels = datamodule.splits["train"]
-    from mlplab.data import TensorBatches
-
-    epochs: dict[str, list[float]] = {
-        name: []
-        for name in (
-            "course_loop",
-            "plain_loop",
-            "plain_loop_fused",
-            "plain_loop_fused_b1000",
-        )
-    }
-    timers = {"mlplab": EpochTimer(), "mlplab_b1000": EpochTimer()}
+    epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
+    timers = {name: EpochTimer() for name in MLPLAB_RUNS}
     with tempfile.TemporaryDirectory() as folder:
         for repetition in range(repetitions):
             epochs["course_loop"].append(course_loop_epoch(data_root, 100))
-            for name, fused, batch_size in (
-                ("plain_loop", False, 100),
-                ("plain_loop_fused", True, 100),
-                ("plain_loop_fused_b1000", True, 1000),
-            ):
+            for name, (fused, batch_size) in PLAIN_LOOPS.items():
                 batches = TensorBatches(features, labels, batch_size, shuffle=True, seed=repetition)
                 epochs[name].append(timed_epoch(batches, fused))
-            mlplab_epoch(data_root, [], Path(folder) / f"b100_{repetition}", timers["mlplab"])
-            mlplab_epoch(
-                data_root,
-                ["data.batch_size=1000"],
-                Path(folder) / f"b1000_{repetition}",
-                timers["mlplab_b1000"],
-            )
+            for name, overrides in MLPLAB_RUNS.items():
+                output_dir = Path(folder) / f"{name}_{repetition}"
+                mlplab_epoch(data_root, overrides, output_dir, timers[name])
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     seconds = {name: summary(values) for name, values in epochs.items()}
-    seconds["mlplab"] = summary(timers["mlplab"].seconds["train"])
+    seconds.update({name: summary(timer.seconds["train"]) for name, timer in timers.items()})
     seconds["mlplab_with_validation_and_checkpoint"] = summary(timers["mlplab"].seconds["epoch"])
-    seconds["mlplab_b1000"] = summary(timers["mlplab_b1000"].seconds["train"])
     median = {name: value["median"] for name, value in seconds.items()}
     return {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -200,6 +193,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
             "mlplab_b1000 / plain_loop_fused_b1000": median["mlplab_b1000"]
             / median["plain_loop_fused_b1000"],
             "course_loop / mlplab": median["course_loop"] / median["mlplab"],
+            "mlplab / mlplab_no_diagnostics": median["mlplab"] / median["mlplab_no_diagnostics"],
         },
         "test_pass_seconds": summary(timers["mlplab"].seconds["test"]),
         "launch_to_first_step_seconds": first_step_seconds,
