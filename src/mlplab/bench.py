@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from torch import nn
 
-from mlplab.data import MNISTDataModule
+from mlplab.data import MNISTDataModule, TensorBatches
 from mlplab.run import build_classifier, build_trainer
 
 REPO = Path(__file__).resolve().parents[2]
