@@ -20,6 +20,7 @@ from mlplab.classifier import Classifier
 from mlplab.config_checks import check_config
 from mlplab.distributed import process_group_per_job
 from mlplab.errors import ConfigError
+from mlplab.job_resources import share_machine
 from mlplab.nets import init_linear_weights
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def train(cfg: DictConfig) -> float:
     # print each of them a second time.
     logging.getLogger("lightning").handlers.clear()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    share_machine(cfg, HydraConfig.get())
     try:
         metrics = fit_and_test(cfg, output_dir)
     except ConfigError as error:
