@@ -118,12 +118,13 @@ def test_every_trainer_option_builds_a_trainer_or_is_refused_when_its_device_is_
     small_run_config, trainer
 ):
     cfg = small_run_config(f"trainer={trainer}", "trainer.max_epochs=7")
+    accelerator = cfg.trainer.accelerator
     device_present = {
         "gpu": torch.cuda.is_available(),
         "mps": torch.backends.mps.is_available(),
-    }.get(trainer, True)
+    }.get(accelerator, True)
     if not device_present:
-        with pytest.raises(ConfigError, match=f"trainer.accelerator={trainer}"):
+        with pytest.raises(ConfigError, match=f"trainer.accelerator={accelerator}"):
             check_config(cfg)
         return
     built = instantiate(cfg.trainer, logger=False)
@@ -151,3 +152,36 @@ def test_callbacks_checkpoint_last_and_best_by_val_acc_and_monitor_the_learning_
 
 def test_data_option_builds_the_mnist_datamodule(small_run_config):
     assert isinstance(instantiate(small_run_config().data), MNISTDataModule)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target", "settings"),
+    [
+        ("parallel", "JoblibLauncher", {"n_jobs": 2}),
+        ("slurm", "SlurmLauncher", {"timeout_min": 60, "gpus_per_node": 1, "tasks_per_node": 1}),
+    ],
+)
+def test_launcher_presets_extend_the_plugins_configs(launcher, target, settings):
+    from hydra import compose, initialize
+
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert {key: cfg.hydra.launcher[key] for key in settings} == settings
+
+
+def test_optuna_search_maximises_over_lr_hidden_sizes_dropout_and_activation():
+    from hydra import compose, initialize
+
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "maximize"
+    assert set(sweeper.params) == {
+        "optimizer.lr",
+        "model.hidden_sizes",
+        "model.dropout",
+        "activation",
+    }
+    assert sweeper.params["optimizer.lr"].startswith("tag(log")
+    assert sweeper.storage.startswith("sqlite:///")

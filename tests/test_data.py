@@ -83,6 +83,45 @@ def test_unshuffled_batches_keep_the_stored_order():
     assert torch.equal(torch.cat([y for _, y in batches]), labels)
 
 
+def per_rank_epochs(count: int, shuffle: bool, world_size: int) -> list[list[torch.Tensor]]:
+    """Each rank's batches of labels 0..count-1 for one epoch, as the rank would be served them."""
+    labels = torch.arange(count)
+    return [
+        [y for _, y in TensorBatches(labels.float(), labels, 10, shuffle, 3, rank, world_size)]
+        for rank in range(world_size)
+    ]
+
+
+def test_ddp_training_shares_are_disjoint_cover_the_split_and_take_equal_steps():
+    ranks = per_rank_epochs(count=95, shuffle=True, world_size=2)
+    assert [len(batches) for batches in ranks] == [5, 5]
+    served = [torch.cat(batches) for batches in ranks]
+    assert len(served[0]) == len(served[1]) == 48
+    # 96 places for 95 examples: one example is served twice, every other exactly once.
+    everything = torch.cat(served)
+    assert set(everything.tolist()) == set(range(95))
+    assert len(everything) - len(set(everything.tolist())) == 1
+
+
+def test_ddp_ranks_draw_the_same_permutation_so_their_shares_interleave():
+    labels = torch.arange(60)
+    alone = torch.cat([y for _, y in TensorBatches(labels.float(), labels, 60, True, seed=3)])
+    rank0, rank1 = (torch.cat(batches) for batches in per_rank_epochs(60, True, world_size=2))
+    assert torch.equal(rank0, alone[0::2]) and torch.equal(rank1, alone[1::2])
+
+
+def test_ddp_evaluation_shares_count_every_example_exactly_once():
+    ranks = per_rank_epochs(count=25, shuffle=False, world_size=2)
+    served = torch.cat([torch.cat(batches) for batches in ranks])
+    assert sorted(served.tolist()) == list(range(25))
+    assert [
+        len(TensorBatches(torch.zeros(25), torch.zeros(25), 10, False, 0, r, 2)) for r in (0, 1)
+    ] == [
+        2,
+        2,
+    ]
+
+
 def test_missing_mnist_without_download_names_the_folder_and_data_root(tmp_path):
     with pytest.raises(ConfigError, match=r"MNIST not found.*MNIST/raw.*data\.root"):
         load_mnist_split(tmp_path, train=True, download=False)

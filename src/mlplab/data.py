@@ -96,6 +96,12 @@ class TensorBatches:
 
     Shuffled batches come from one seeded generator, so the order of every epoch is
     reproducible. The tensors stay where they are (on the GPU when moved there).
+
+    Under DDP each of the `world_size` processes serves its `rank`'s share of the examples.
+    Shuffled (training) shares are padded by wrapping around so that every process takes
+    the same number of steps: each step all-reduces gradients, and a process with one
+    batch fewer would leave the others waiting forever. Evaluation shares are not padded,
+    so no example is counted twice; metrics are summed across processes when computed.
     """
 
     def __init__(
@@ -105,28 +111,50 @@ class TensorBatches:
         batch_size: int,
         shuffle: bool,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.features = features
         self.labels = labels
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        # Every process draws the same permutation, so the shares never overlap.
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+    def share_size(self) -> int:
+        """Number of examples this process serves per epoch."""
+        count = len(self.labels)
+        if self.shuffle:
+            return -(-count // self.world_size)
+        return len(range(self.rank, count, self.world_size))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __len__(self) -> int:
+        return -(-self.share_size() // self.batch_size)
+
+    def _share(self) -> torch.Tensor:
+        """Indices of this process's examples, in the order they are served."""
         count = len(self.labels)
         if not self.shuffle:
-            for start in range(0, count, self.batch_size):
+            return torch.arange(self.rank, count, self.world_size, device=self.labels.device)
+        order = torch.randperm(count, generator=self.generator)
+        padded = order.repeat(-(-self.share_size() * self.world_size // count))
+        share = padded[: self.share_size() * self.world_size][self.rank :: self.world_size]
+        return share.to(self.labels.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not self.shuffle and self.world_size == 1:
+            # Contiguous slices are views: no copy of the split.
+            for start in range(0, len(self.labels), self.batch_size):
                 yield (
                     self.features[start : start + self.batch_size],
                     self.labels[start : start + self.batch_size],
                 )
             return
-        order = torch.randperm(count, generator=self.generator).to(self.labels.device)
-        for start in range(0, count, self.batch_size):
-            batch = order[start : start + self.batch_size]
+        share = self._share()
+        for start in range(0, len(share), self.batch_size):
+            batch = share[start : start + self.batch_size]
             yield self.features[batch], self.labels[batch]
 
 
@@ -179,9 +207,14 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        rank, world_size = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
         features, labels = self.splits[split]
         self.splits[split] = (features.to(device), labels.to(device))
-        return TensorBatches(*self.splits[split], batch_size, shuffle, seed=self.seed)
+        return TensorBatches(
+            *self.splits[split], batch_size, shuffle, self.seed, rank=rank, world_size=world_size
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", self.batch_size, shuffle=True)

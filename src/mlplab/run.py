@@ -13,11 +13,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab.classifier import Classifier
 from mlplab.config_checks import check_config
+from mlplab.distributed import process_group_per_job
 from mlplab.errors import ConfigError
+from mlplab.job_resources import share_machine
 from mlplab.nets import init_linear_weights
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,9 @@ METRICS_FILE = "metrics.json"
 RESULT_KEYS = ("test/acc", "test/loss", "val/acc")
 
 
+@rank_zero_only
 def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
+    """Write metrics.json; under DDP only the first process writes, with the synced metrics."""
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
@@ -76,18 +81,19 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     classifier = build_classifier(cfg)
     trainer = build_trainer(cfg)
 
-    started = time.perf_counter()
-    trainer.fit(classifier, datamodule=datamodule)
-    train_seconds = time.perf_counter() - started
-    fit_results = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    with process_group_per_job(trainer):
+        started = time.perf_counter()
+        trainer.fit(classifier, datamodule=datamodule)
+        train_seconds = time.perf_counter() - started
+        fit_results = {name: float(value) for name, value in trainer.callback_metrics.items()}
 
-    checkpoint = trainer.checkpoint_callback
-    best_checkpoint = checkpoint.best_model_path if checkpoint else ""
-    started = time.perf_counter()
-    (test_results,) = trainer.test(
-        classifier, datamodule=datamodule, ckpt_path=best_checkpoint or None, verbose=False
-    )
-    test_seconds = time.perf_counter() - started
+        checkpoint = trainer.checkpoint_callback
+        best_checkpoint = checkpoint.best_model_path if checkpoint else ""
+        started = time.perf_counter()
+        (test_results,) = trainer.test(
+            classifier, datamodule=datamodule, ckpt_path=best_checkpoint or None, verbose=False
+        )
+        test_seconds = time.perf_counter() - started
 
     best_val_acc = checkpoint.best_model_score if checkpoint else None
     metrics = {
@@ -121,6 +127,7 @@ def train(cfg: DictConfig) -> float:
     # print each of them a second time.
     logging.getLogger("lightning").handlers.clear()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    share_machine(cfg, HydraConfig.get())
     try:
         metrics = fit_and_test(cfg, output_dir)
     except ConfigError as error:
@@ -133,8 +140,9 @@ def train(cfg: DictConfig) -> float:
         write_metrics(output_dir, {"status": "failed", "error": repr(error)})
         raise
     write_metrics(output_dir, metrics)
-    log.info(
-        f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  "
-        f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s  results: {output_dir}"
-    )
+    if rank_zero_only.rank == 0:
+        log.info(
+            f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  "
+            f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s  results: {output_dir}"
+        )
     return metrics["val/acc"]

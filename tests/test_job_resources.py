@@ -1,0 +1,68 @@
+"""Parallel jobs on one machine share its cores evenly and take different GPUs."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mlplab.job_resources import gpu_for_job, jobs_at_once, share_machine, threads_per_job
+
+
+def hydra_node(launcher: dict, job_num: int = 0):
+    return OmegaConf.create({"launcher": launcher, "job": {"num": job_num}})
+
+
+@pytest.mark.parametrize(
+    ("launcher", "expected"),
+    [
+        ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
+        ({"n_jobs": 4}, 4),
+        ({"n_jobs": -1}, 16),
+    ],
+)
+def test_jobs_at_once_is_joblibs_n_jobs_with_minus_one_meaning_one_per_core(launcher, expected):
+    assert jobs_at_once(OmegaConf.create(launcher), cores=16) == expected
+
+
+def test_parallel_jobs_split_the_cores_and_never_get_less_than_one_thread():
+    assert threads_per_job(cores=16, jobs=4) == 4
+    assert threads_per_job(cores=16, jobs=3) == 5
+    assert threads_per_job(cores=2, jobs=8) == 1
+
+
+def test_jobs_started_together_get_different_gpus_and_later_jobs_take_them_in_turn():
+    assert [gpu_for_job(num, gpu_count=4) for num in range(4)] == [0, 1, 2, 3]
+    assert [gpu_for_job(num, gpu_count=4) for num in range(4, 8)] == [0, 1, 2, 3]
+
+
+def test_parallel_job_on_a_multi_gpu_machine_gets_its_gpu_and_its_thread_share(
+    small_run_config, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    threads = torch.get_num_threads()
+    try:
+        cfg = small_run_config("trainer.accelerator=gpu")
+        share_machine(cfg, hydra_node({"n_jobs": 4}, job_num=6))
+        assert list(cfg.trainer.devices) == [2]
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_job_run_alone_keeps_its_devices_and_threads(small_run_config, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    threads = torch.get_num_threads()
+    cfg = small_run_config("trainer.accelerator=gpu")
+    share_machine(cfg, hydra_node({"_target_": "BasicLauncher"}))
+    assert cfg.trainer.devices == 1 and torch.get_num_threads() == threads
+
+
+def test_cpu_jobs_are_given_no_gpu(small_run_config, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    threads = torch.get_num_threads()
+    try:
+        cfg = small_run_config()  # trainer=cpu
+        share_machine(cfg, hydra_node({"n_jobs": 2}))
+        assert cfg.trainer.devices == 1
+    finally:
+        torch.set_num_threads(threads)
