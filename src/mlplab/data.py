@@ -96,6 +96,9 @@ class TensorBatches:
 
     Shuffled batches come from one seeded generator, so the order of every epoch is
     reproducible. The tensors stay where they are (on the GPU when moved there).
+
+    `state_dict()` says where in which epoch's order the batches are, so a run resumed from a
+    checkpoint taken mid-epoch trains on exactly the batches it had not seen yet.
     """
 
     def __init__(
@@ -111,23 +114,50 @@ class TensorBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_start_state = self.generator.get_state()
+        self.batches_consumed = 0
+        self.batches_to_skip = 0
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        return {
+            "epoch_start_state": self.epoch_start_state,
+            "batches_consumed": self.batches_consumed,
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Continue the epoch that `state` was taken in, after the batches it had consumed."""
+        self.generator.set_state(state["epoch_start_state"])
+        self.batches_to_skip = state["batches_consumed"]
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.labels)
-        if not self.shuffle:
-            for start in range(0, count, self.batch_size):
+        self.epoch_start_state = self.generator.get_state()
+        self.batches_consumed, skip, self.batches_to_skip = (
+            self.batches_to_skip,
+            self.batches_to_skip,
+            0,
+        )
+        if self.shuffle:
+            order = torch.randperm(count, generator=self.generator).to(self.labels.device)
+        for start in range(skip * self.batch_size, count, self.batch_size):
+            if self.shuffle:
+                batch = order[start : start + self.batch_size]
+                yield self.features[batch], self.labels[batch]
+            else:
                 yield (
                     self.features[start : start + self.batch_size],
                     self.labels[start : start + self.batch_size],
                 )
-            return
-        order = torch.randperm(count, generator=self.generator).to(self.labels.device)
-        for start in range(0, count, self.batch_size):
-            batch = order[start : start + self.batch_size]
-            yield self.features[batch], self.labels[batch]
+            # A batch counts as consumed once the next one is asked for. Lightning asks for one
+            # batch ahead (to know which is the last), so when it saves a checkpoint after a
+            # training step the count is exactly the batches trained on.
+            self.batches_consumed += 1
+        # The epoch is over: a checkpoint taken now continues with the next epoch's order.
+        self.epoch_start_state = self.generator.get_state()
+        self.batches_consumed = 0
 
 
 class MNISTDataModule(L.LightningDataModule):
