@@ -135,14 +135,19 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.labels)
         self.epoch_start_state = self.generator.get_state()
-        self.batches_consumed, skip, self.batches_to_skip = (
-            self.batches_to_skip,
-            self.batches_to_skip,
-            0,
-        )
+        skip, self.batches_to_skip = self.batches_to_skip, 0
         if self.shuffle:
             order = torch.randperm(count, generator=self.generator).to(self.labels.device)
-        for start in range(skip * self.batch_size, count, self.batch_size):
+        starts = range(skip * self.batch_size, count, self.batch_size)
+        for number, start in enumerate(starts, start=skip + 1):
+            # Counted when handed out: Lightning knows the epoch's length, so it asks for a batch
+            # only to train on it, and never asks past the last one.
+            self.batches_consumed = number
+            if number == len(self):
+                # The epoch is over once its last batch is out: a checkpoint taken from here on
+                # continues with the next epoch's order.
+                self.epoch_start_state = self.generator.get_state()
+                self.batches_consumed = 0
             if self.shuffle:
                 batch = order[start : start + self.batch_size]
                 yield self.features[batch], self.labels[batch]
@@ -151,13 +156,6 @@ class TensorBatches:
                     self.features[start : start + self.batch_size],
                     self.labels[start : start + self.batch_size],
                 )
-            # A batch counts as consumed once the next one is asked for. Lightning asks for one
-            # batch ahead (to know which is the last), so when it saves a checkpoint after a
-            # training step the count is exactly the batches trained on.
-            self.batches_consumed += 1
-        # The epoch is over: a checkpoint taken now continues with the next epoch's order.
-        self.epoch_start_state = self.generator.get_state()
-        self.batches_consumed = 0
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -183,6 +181,17 @@ class MNISTDataModule(L.LightningDataModule):
         self.download = download
         self.seed = seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.train_batches: TensorBatches | None = None
+        self.train_batches_state: dict[str, torch.Tensor | int] = {}
+
+    # Lightning restores a training loader's state only when it resumes inside an epoch; the
+    # data module's state is restored on every resume, so the batch order continues across
+    # checkpoints taken at the end of an epoch too.
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        return self.train_batches.state_dict() if self.train_batches else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        self.train_batches_state = state
 
     def prepare_data(self) -> None:
         for train in (True, False):
@@ -214,7 +223,10 @@ class MNISTDataModule(L.LightningDataModule):
         return TensorBatches(*self.splits[split], batch_size, shuffle, seed=self.seed)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", self.batch_size, shuffle=True)
+        self.train_batches = self._batches("train", self.batch_size, shuffle=True)
+        if self.train_batches_state:
+            self.train_batches.load_state_dict(self.train_batches_state)
+        return self.train_batches
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", self.eval_batch_size, shuffle=False)
