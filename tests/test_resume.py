@@ -14,10 +14,10 @@ import torch
 from tests.test_cli import run_train
 
 TIMINGS = ("train_seconds", "test_seconds")
-# A few hundred steps of a small network: 3 epochs of 100 batches, a checkpoint every 5 steps.
+# A few hundred steps of a small network: 2 epochs of 100 batches, a checkpoint every 5 steps.
 KILLABLE_RUN = [
     "trainer=cpu",
-    "trainer.max_epochs=3",
+    "trainer.max_epochs=2",
     "data.val_size=50000",
     "data.batch_size=100",
     "model.hidden_sizes=[32]",

@@ -51,7 +51,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
         raise ConfigError(
             f"{path} is not a readable checkpoint ({reason}); it is damaged or not a .ckpt "
             "written by mlplab: use another checkpoint of the run, or start the run again"
