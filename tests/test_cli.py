@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlplab.run import train
 from tests.conftest import tiny_digits, write_idx, write_tiny_mnist
 
 FEW_BATCHES = [
@@ -184,12 +185,13 @@ def test_bad_input_gives_one_line_and_leaves_no_completed_results(
         assert json.loads(metrics.read_text())["status"] == "failed"
 
 
-def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(real_mnist, tmp_path):
+def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
+    small_run_config, tmp_path
+):
+    train(small_run_config())  # on the tiny data, whose folder the checkpoint remembers
     run_dir = tmp_path / "run"
-    trained = run_train([*FEW_BATCHES, f"hydra.run.dir={run_dir}"], real_mnist, tmp_path)
-    assert trained.returncode == 0, trained.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    env = {**os.environ, "DATA_DIR": str(real_mnist)}
+    env = dict(os.environ)
 
     def evaluate(path: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -206,7 +208,8 @@ def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(real
     assert f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}" in (
         result.stdout + result.stderr
     )
-    refused = evaluate(run_dir / ".hydra" / "config.yaml")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    refused = evaluate(tmp_path / "notes.ckpt")
     refusal = refused.stdout + refused.stderr
     assert refused.returncode == 2 and "is not a readable checkpoint" in refusal
     assert "Traceback" not in refusal
