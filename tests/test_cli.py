@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mlplab.run import train
+from tests.conftest import tiny_digits, write_idx, write_tiny_mnist
+
 FEW_BATCHES = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=20",
@@ -113,3 +116,100 @@ def test_default_run_reaches_the_course_accuracy(real_mnist, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 15
     assert metrics["test/acc"] >= 0.975
+
+
+def test_two_runs_started_in_the_same_second_get_separate_folders(real_mnist, tmp_path):
+    env = {**os.environ, "DATA_DIR": str(real_mnist)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "train", "optimizer.lr=-1"],  # stops right after its folder
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    assert [run.wait(timeout=600) for run in runs] == [2, 2]
+    folders = list((tmp_path / "outputs" / "runs").iterdir())
+    assert len(folders) == 2
+    assert all((folder / "metrics.json").exists() for folder in folders)
+
+
+def test_diverged_job_of_a_sweep_is_recorded_and_the_others_complete(real_mnist, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        ["-m", "activation=sigmoid", "init=normal", "optimizer=sgd", "optimizer.lr=0.1,1e38"]
+        + [*FEW_BATCHES, f"hydra.sweep.dir={sweep}"],
+        real_mnist,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    statuses = {
+        job.name.startswith("1_"): json.loads((job / "metrics.json").read_text())["status"]
+        for job in sweep.iterdir()
+        if job.is_dir()
+    }
+    assert statuses == {False: "completed", True: "diverged"}
+    assert "training diverged at epoch 0" in result.stdout + result.stderr
+
+
+def damage_test_labels(data_root: Path) -> None:
+    write_idx(data_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", tiny_digits(50, seed=1)[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hydra.run.dir={tmp}/a_file/run"], "cannot write the output folder {tmp}/a_file/run"),
+        (["resume={tmp}"], "resume={tmp} is not a run folder"),
+        (["resume={tmp}/run", "optimizer.lr=1"], "optimizer.lr=1 cannot be used with resume"),
+        (["hydra.run.dir={tmp}/run", "data.root={data}"], "holds 200 images but"),
+    ],
+    ids=["unwritable-output-folder", "resume-not-a-run", "resume-unsafe-override", "idx-counts"],
+)
+def test_bad_input_gives_one_line_and_leaves_no_completed_results(
+    real_mnist, tmp_path, args, message
+):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    data = write_tiny_mnist(tmp_path / "tiny")
+    damage_test_labels(data)
+    fill = {"tmp": tmp_path, "data": data}
+    result = run_train([arg.format(**fill) for arg in args], real_mnist, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert message.format(**fill) in output and "Traceback" not in output
+    for metrics in tmp_path.rglob("metrics.json"):
+        assert json.loads(metrics.read_text())["status"] == "failed"
+
+
+def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
+    small_run_config, tmp_path
+):
+    train(small_run_config())  # on the tiny data, whose folder the checkpoint remembers
+    run_dir = tmp_path / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    env = dict(os.environ)
+
+    def evaluate(path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "evaluate", f"ckpt_path={path}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    result = evaluate(run_dir / metrics["best_checkpoint"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}" in (
+        result.stdout + result.stderr
+    )
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    refused = evaluate(tmp_path / "notes.ckpt")
+    refusal = refused.stdout + refused.stderr
+    assert refused.returncode == 2 and "is not a readable checkpoint" in refusal
+    assert "Traceback" not in refusal

@@ -1,6 +1,10 @@
 import json
+import os
+import signal
 
+import lightning as L
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -66,7 +70,19 @@ def test_tensorboard_gets_curves_and_hparams_with_final_metrics_but_no_hp_metric
     }
 
 
-def test_same_seed_gives_the_same_metrics_twice(small_run_config, tmp_path):
+def final_weights(output_dir) -> dict[str, torch.Tensor]:
+    return torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def same_weights(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def results(output_dir) -> dict:
+    return {k: v for k, v in read_metrics(output_dir).items() if k not in TIMINGS}
+
+
+def test_same_seed_gives_the_same_metrics_and_weights_twice(small_run_config, tmp_path):
     train(small_run_config("seed=5", name="first"))
     train(small_run_config("seed=5", name="second"))
     train(small_run_config("seed=6", name="other"))
@@ -76,6 +92,8 @@ def test_same_seed_gives_the_same_metrics_twice(small_run_config, tmp_path):
     )
     assert first == second
     assert first["train/loss"] != other["train/loss"]
+    assert same_weights(final_weights(tmp_path / "first"), final_weights(tmp_path / "second"))
+    assert not same_weights(final_weights(tmp_path / "first"), final_weights(tmp_path / "other"))
 
 
 def test_config_mistake_exits_with_status_2_and_records_the_failure(small_run_config, tmp_path):
@@ -118,3 +136,71 @@ def test_compiled_network_trains_to_the_same_accuracy_as_eager(small_run_config,
     eager, compiled = read_metrics(tmp_path / "eager"), read_metrics(tmp_path / "compiled")
     assert compiled["status"] == "completed"
     assert compiled["test/acc"] == pytest.approx(eager["test/acc"], abs=0.02)
+
+
+class SendSignalAtStep(L.Callback):
+    """Sends `signal_name` to this process when training reaches `step`, as a scheduler would."""
+
+    def __init__(self, step: int, signal_name: str) -> None:
+        self.step = step
+        self.signal = signal.Signals[signal_name]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signal)
+
+
+DIVERGING = ["activation=sigmoid", "init=normal", "optimizer=sgd", "optimizer.lr=1e38"]
+
+
+def test_nan_loss_stops_the_run_at_once_and_records_diverged(small_run_config, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        train(small_run_config(*DIVERGING, "trainer.max_epochs=3"))
+    assert exit_info.value.code == 3
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "diverged"
+    assert "training diverged at epoch 0, step 1: the loss is nan" in metrics["error"]
+    assert "last finite loss" in metrics["error"] and "lower optimizer.lr" in metrics["error"]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_signal_saves_a_checkpoint_that_resumes_to_the_same_results(
+    small_run_config, tmp_path, signal_name
+):
+    two_epochs = ["trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=1000"]
+    train(small_run_config(*two_epochs, name="whole"))
+    sender = [
+        "+callbacks.sender._target_=tests.test_run.SendSignalAtStep",
+        "+callbacks.sender.step=13",  # mid-way through the second epoch of 10 batches
+        f"+callbacks.sender.signal_name={signal_name}",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        train(small_run_config(*two_epochs, *sender, name="stopped"))
+    assert exit_info.value.code == 128 + signal.Signals[signal_name].value
+    stopped = tmp_path / "stopped"
+    assert read_metrics(stopped)["status"] == "failed"
+    assert f"resume={stopped}" in read_metrics(stopped)["error"]
+    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 14
+
+    train(small_run_config(*two_epochs, f"resume={stopped}", name="stopped"))
+    assert results(stopped) == results(tmp_path / "whole")
+    assert same_weights(final_weights(stopped), final_weights(tmp_path / "whole"))
+
+
+def test_finished_run_resumed_with_more_epochs_equals_a_longer_run(small_run_config, tmp_path):
+    train(small_run_config("trainer.max_epochs=2", name="longer"))
+    train(small_run_config("trainer.max_epochs=1", name="extended"))
+    extended = tmp_path / "extended"
+    train(small_run_config("trainer.max_epochs=2", f"resume={extended}", name="extended"))
+    assert results(extended) == results(tmp_path / "longer")
+    assert same_weights(final_weights(extended), final_weights(tmp_path / "longer"))
+
+
+def test_resume_from_a_damaged_checkpoint_fails_in_one_line(small_run_config, tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04cut short")
+    with pytest.raises(SystemExit) as exit_info:
+        train(small_run_config(f"resume={tmp_path / 'run'}"))
+    assert exit_info.value.code == 2
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "failed" and "is not a readable checkpoint" in metrics["error"]

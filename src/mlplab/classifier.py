@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,6 +11,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+from mlplab.errors import TrainingDiverged
 
 STAGES = ("train", "val", "test")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -28,6 +31,10 @@ def epoch_metrics(num_classes: int) -> nn.ModuleDict:
             num_classes, average="micro", validate_args=False
         )
         metrics[f"{stage}_loss"] = MeanMetric(nan_strategy="disable")
+    # Checkpoints keep the training sums of the epoch so far: a run resumed mid-epoch reports
+    # the same epoch numbers as one that was never stopped.
+    for name in METRIC_NAMES:
+        metrics[f"train_{name}"].persistent(True)
     return nn.ModuleDict(metrics)
 
 
@@ -55,6 +62,7 @@ class Classifier(L.LightningModule):
         self.metrics = epoch_metrics(num_classes)
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(hparams or {}, logger=False)
+        self.last_finite_loss: tuple[int, float] | None = None  # (step, loss)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.network(features)
@@ -69,8 +77,31 @@ class Classifier(L.LightningModule):
             self.log(f"{stage}/{name}", metric.compute())
             metric.reset()
 
+    def _stop_if_diverged(self, loss: torch.Tensor, step: int) -> None:
+        """Raise TrainingDiverged when `loss` is NaN or infinite."""
+        # Reading the loss costs nothing on the CPU, but on an accelerator it makes the host wait
+        # for every step; there it is read only every log_every_n_steps steps. A NaN or infinite
+        # loss makes the weights NaN, so every later loss is NaN too and the run still stops.
+        if loss.device.type != "cpu" and step % self.trainer.log_every_n_steps != 0:
+            return
+        value = loss.item()
+        if math.isfinite(value):
+            self.last_finite_loss = (step, value)
+            return
+        last = (
+            f"last finite loss {self.last_finite_loss[1]:.4g} at step {self.last_finite_loss[0]}"
+            if self.last_finite_loss
+            else "no finite loss before it"
+        )
+        lr = self.optimizers().param_groups[0]["lr"]
+        raise TrainingDiverged(
+            f"training diverged at epoch {self.current_epoch}, step {step}: the loss is {value} "
+            f"({last}); lower optimizer.lr (now {lr:g}) or use an init with smaller weights"
+        )
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         features, labels = batch
+        step = self.global_step
         optimizer = self.optimizers()
         first_evaluation: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -85,6 +116,7 @@ class Classifier(L.LightningModule):
 
         optimizer.step(closure=closure)
         logits, loss = first_evaluation[0]
+        self._stop_if_diverged(loss, step)
         self._update_metrics("train", logits, labels, loss)
         # Log only on the steps Lightning writes out: logging every step costs more than it shows.
         if self.global_step % self.trainer.log_every_n_steps == 0:
@@ -112,6 +144,18 @@ class Classifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout draws from the global generator: a resumed run must draw the same masks.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+        if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng_states"])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -102,6 +102,9 @@ class TensorBatches:
     the same number of steps: each step all-reduces gradients, and a process with one
     batch fewer would leave the others waiting forever. Evaluation shares are not padded,
     so no example is counted twice; metrics are summed across processes when computed.
+
+    `state_dict()` says where in which epoch's order the batches are, so a run resumed from a
+    checkpoint taken mid-epoch trains on exactly the batches it had not seen yet.
     """
 
     def __init__(
@@ -122,6 +125,9 @@ class TensorBatches:
         self.world_size = world_size
         # Every process draws the same permutation, so the shares never overlap.
         self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_start_state = self.generator.get_state()
+        self.batches_consumed = 0
+        self.batches_to_skip = 0
 
     def share_size(self) -> int:
         """Number of examples this process serves per epoch."""
@@ -133,10 +139,23 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-self.share_size() // self.batch_size)
 
-    def _share(self) -> torch.Tensor:
-        """Indices of this process's examples, in the order they are served."""
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        return {
+            "epoch_start_state": self.epoch_start_state,
+            "batches_consumed": self.batches_consumed,
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Continue the epoch that `state` was taken in, after the batches it had consumed."""
+        self.generator.set_state(state["epoch_start_state"])
+        self.batches_to_skip = state["batches_consumed"]
+
+    def _share(self) -> torch.Tensor | None:
+        """Indices of this process's examples in serving order; None: the split as stored."""
         count = len(self.labels)
         if not self.shuffle:
+            if self.world_size == 1:
+                return None
             return torch.arange(self.rank, count, self.world_size, device=self.labels.device)
         order = torch.randperm(count, generator=self.generator)
         padded = order.repeat(-(-self.share_size() * self.world_size // count))
@@ -144,18 +163,29 @@ class TensorBatches:
         return share.to(self.labels.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if not self.shuffle and self.world_size == 1:
-            # Contiguous slices are views: no copy of the split.
-            for start in range(0, len(self.labels), self.batch_size):
+        self.epoch_start_state = self.generator.get_state()
+        skip, self.batches_to_skip = self.batches_to_skip, 0
+        share = self._share()
+        size = len(self.labels) if share is None else len(share)
+        starts = range(skip * self.batch_size, size, self.batch_size)
+        for number, start in enumerate(starts, start=skip + 1):
+            # Counted when handed out: Lightning knows the epoch's length, so it asks for a batch
+            # only to train on it, and never asks past the last one.
+            self.batches_consumed = number
+            if number == len(self):
+                # The epoch is over once its last batch is out: a checkpoint taken from here on
+                # continues with the next epoch's order.
+                self.epoch_start_state = self.generator.get_state()
+                self.batches_consumed = 0
+            if share is None:
+                # Contiguous slices are views: no copy of the split.
                 yield (
                     self.features[start : start + self.batch_size],
                     self.labels[start : start + self.batch_size],
                 )
-            return
-        share = self._share()
-        for start in range(0, len(share), self.batch_size):
-            batch = share[start : start + self.batch_size]
-            yield self.features[batch], self.labels[batch]
+            else:
+                batch = share[start : start + self.batch_size]
+                yield self.features[batch], self.labels[batch]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -181,6 +211,17 @@ class MNISTDataModule(L.LightningDataModule):
         self.download = download
         self.seed = seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.train_batches: TensorBatches | None = None
+        self.train_batches_state: dict[str, torch.Tensor | int] = {}
+
+    # Lightning restores a training loader's state only when it resumes inside an epoch; the
+    # data module's state is restored on every resume, so the batch order continues across
+    # checkpoints taken at the end of an epoch too.
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        return self.train_batches.state_dict() if self.train_batches else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        self.train_batches_state = state
 
     def prepare_data(self) -> None:
         for train in (True, False):
@@ -217,7 +258,10 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", self.batch_size, shuffle=True)
+        self.train_batches = self._batches("train", self.batch_size, shuffle=True)
+        if self.train_batches_state:
+            self.train_batches.load_state_dict(self.train_batches_state)
+        return self.train_batches
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", self.eval_batch_size, shuffle=False)

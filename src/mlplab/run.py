@@ -16,10 +16,11 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from mlplab.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, read_checkpoint
 from mlplab.classifier import Classifier
 from mlplab.config_checks import check_config
 from mlplab.distributed import process_group_per_job
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, RunInterrupted, TrainingDiverged
 from mlplab.job_resources import share_machine
 from mlplab.nets import init_linear_weights
 
@@ -63,12 +64,38 @@ def build_classifier(cfg: DictConfig) -> Classifier:
     )
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
-    logger = instantiate(cfg.logger) if cfg.logger else False
+def build_logger(cfg: DictConfig, resumed_step: int | None) -> Logger | bool:
+    if not cfg.logger:
+        return False
+    if resumed_step is not None and cfg.logger._target_.endswith("TensorBoardLogger"):
+        # TensorBoard drops the points the stopped run wrote after its checkpoint, so the
+        # resumed run's curves continue from there without a second, overlapping stretch.
+        return instantiate(cfg.logger, purge_step=resumed_step)
+    return instantiate(cfg.logger)
+
+
+def build_trainer(cfg: DictConfig, resumed_step: int | None = None) -> L.Trainer:
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     if cfg.diagnostics:
         callbacks.append(instantiate(cfg.diagnostics))
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    return instantiate(
+        cfg.trainer,
+        logger=build_logger(cfg, resumed_step),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, int | None]:
+    """The checkpoint a `resume=` run continues from and its step; Nones for a fresh start."""
+    if not cfg.get("resume"):
+        return None, None
+    checkpoint = output_dir / "checkpoints" / LAST_CHECKPOINT
+    if not checkpoint.exists():
+        log.info(f"{checkpoint} does not exist yet: training this run from the start")
+        return None, None
+    # Read here so that a damaged file is reported in one line, not deep inside Lightning.
+    return checkpoint, read_checkpoint(checkpoint)["global_step"]
 
 
 def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -79,11 +106,12 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")  # missing or corrupt data fails here, before any training
     classifier = build_classifier(cfg)
-    trainer = build_trainer(cfg)
+    resume_from, resumed_step = resume_checkpoint(cfg, output_dir)
+    trainer = build_trainer(cfg, resumed_step)
 
     with process_group_per_job(trainer):
         started = time.perf_counter()
-        trainer.fit(classifier, datamodule=datamodule)
+        trainer.fit(classifier, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = time.perf_counter() - started
         fit_results = {name: float(value) for name, value in trainer.callback_metrics.items()}
 
@@ -117,11 +145,23 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def stop(output_dir: Path, status: str, message: str, exit_code: int) -> float:
+    """Report a run that did not complete in one line and in metrics.json, then end it.
+
+    A single run exits with `exit_code`; in a multirun the other jobs go on.
+    """
+    log.error(f"error: {message}")
+    write_metrics(output_dir, {"status": status, "error": message})
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return float("nan")
+    raise SystemExit(exit_code)
+
+
 def train(cfg: DictConfig) -> float:
     """Run one job and write its metrics.json; return the best validation accuracy.
 
-    A config or data mistake is reported in one line; a single run then exits with status 2,
-    while in a multirun the other jobs go on.
+    A config or data mistake (exit status 2), a diverged loss (3) or SIGINT / SIGTERM
+    (130 / 143, after saving a checkpoint) is reported in one line.
     """
     # Hydra's handlers already print and file Lightning's messages; Lightning's own would
     # print each of them a second time.
@@ -131,11 +171,12 @@ def train(cfg: DictConfig) -> float:
     try:
         metrics = fit_and_test(cfg, output_dir)
     except ConfigError as error:
-        log.error(f"error: {error}")
-        write_metrics(output_dir, {"status": "failed", "error": str(error)})
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return float("nan")
-        raise SystemExit(2) from None
+        return stop(output_dir, "failed", str(error), exit_code=2)
+    except TrainingDiverged as error:
+        return stop(output_dir, "diverged", str(error), exit_code=3)
+    except RunInterrupted as error:
+        message = f"{error}; continue with: python -m train resume={output_dir}"
+        return stop(output_dir, "failed", message, exit_code=error.exit_code)
     except BaseException as error:
         write_metrics(output_dir, {"status": "failed", "error": repr(error)})
         raise

@@ -1,0 +1,65 @@
+"""Checkpoint files: written atomically, read back only when they are mlplab checkpoints."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from mlplab.errors import ConfigError
+
+LAST_CHECKPOINT = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves through a temporary file in the same folder, so a file is either old or whole.
+
+    A run killed while `last.ckpt` is being written keeps its previous `last.ckpt`.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        partial = path.with_name(f".{path.name}.partial")
+        with partial.open("wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+        # The rename itself is only durable once the folder's entry is on disk.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """An mlplab checkpoint's contents, loaded with weights_only=True; ConfigError otherwise."""
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no such checkpoint file; pass a .ckpt from a run's checkpoints/"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged or foreign files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+        raise ConfigError(
+            f"{path} is not a readable checkpoint ({reason}); it is damaged or not a .ckpt "
+            "written by mlplab: use another checkpoint of the run, or start the run again"
+        ) from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not (isinstance(hparams, dict) and "model" in hparams and "state_dict" in checkpoint):
+        raise ConfigError(
+            f"{path} is not an mlplab checkpoint (it holds no network and config of a run): "
+            "pass a .ckpt from the checkpoints/ folder of a `python -m train` run"
+        )
+    return checkpoint

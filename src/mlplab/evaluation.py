@@ -1,0 +1,52 @@
+"""Test any saved checkpoint on the test set, rebuilt from the config stored inside it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab.checkpoints import read_checkpoint
+from mlplab.errors import ConfigError
+from mlplab.run import build_classifier
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_checkpoint(ckpt_path: Path, data_root: str | None, accelerator: str) -> dict:
+    """`test/acc` and `test/loss` of the network saved in `ckpt_path`."""
+    checkpoint = read_checkpoint(ckpt_path)
+    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    if data_root is not None:
+        run_cfg.data.root = data_root
+    datamodule = instantiate(run_cfg.data)
+    datamodule.prepare_data()
+    classifier = build_classifier(run_cfg)
+    classifier.load_state_dict(checkpoint["state_dict"])
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=run_cfg.trainer.precision,
+        limit_test_batches=run_cfg.trainer.limit_test_batches,  # as the run tested itself
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    (results,) = trainer.test(classifier, datamodule=datamodule, verbose=False)
+    return results
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Print the checkpoint's test results in one line; a mistake in one line and exit status 2."""
+    logging.getLogger("lightning").handlers.clear()
+    try:
+        results = evaluate_checkpoint(Path(cfg.ckpt_path), cfg.data_root, cfg.accelerator)
+    except ConfigError as error:
+        log.error(f"error: {error}")
+        raise SystemExit(2) from None
+    log.info(f"test/acc {results['test/acc']:.4f}  test/loss {results['test/loss']:.4f}")
+    return results

@@ -1,0 +1,75 @@
+"""Stopped runs continue where they were: `python -m train resume=<run folder>` end to end."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tests.test_cli import run_train
+
+TIMINGS = ("train_seconds", "test_seconds")
+# A few hundred steps of a small network: 2 epochs of 100 batches, a checkpoint every 5 steps.
+KILLABLE_RUN = [
+    "trainer=cpu",
+    "trainer.max_epochs=2",
+    "data.val_size=50000",
+    "data.batch_size=100",
+    "model.hidden_sizes=[32]",
+    "trainer.limit_val_batches=2",
+    "callbacks.step_checkpoint.every_n_train_steps=5",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def start_train(args: list[str], data_root: Path, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "DATA_DIR": str(data_root)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def results(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {key: value for key, value in metrics.items() if key not in TIMINGS}
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_run_killed_at_a_random_step_resumes_to_the_same_results(real_mnist, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    uninterrupted = start_train([*KILLABLE_RUN, f"hydra.run.dir={whole}"], real_mnist, tmp_path)
+    victim = start_train([*KILLABLE_RUN, f"hydra.run.dir={killed}"], real_mnist, tmp_path)
+    wait_for(killed / "checkpoints" / "last.ckpt", victim)
+    time.sleep(random.uniform(0, 2))
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    assert not (killed / "metrics.json").exists()
+    assert uninterrupted.wait() == 0, uninterrupted.stderr.read()[-2000:]
+
+    result = run_train([f"resume={killed}"], real_mnist, tmp_path)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert results(killed) == results(whole)
+    whole_weights, resumed_weights = final_weights(whole), final_weights(killed)
+    assert all(torch.equal(whole_weights[key], resumed_weights[key]) for key in whole_weights)
