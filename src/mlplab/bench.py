@@ -125,6 +125,14 @@ def mlplab_epoch(data_root: str, overrides: list[str], output_dir: Path, timer: 
     trainer.test(classifier, datamodule=datamodule, verbose=False)
 
 
+PEAK_MEMORY_OF_COMMAND = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+sys.exit(f"{sys.argv[1:]} failed with status {status}") if status else print(usage.ru_maxrss)
+"""
+
+
 def launch_to_first_step(data_root: str) -> tuple[float, float]:
     """Seconds from starting `python -m train` to its first training step; peak RSS in MiB."""
     with tempfile.TemporaryDirectory() as folder:
@@ -140,11 +148,15 @@ def launch_to_first_step(data_root: str) -> tuple[float, float]:
             f"+callbacks.first_step.path={marker}",
         ]
         started = time.time()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, in KiB on Linux
-        if status != 0:
-            raise RuntimeError(f"{' '.join(command)} failed with status {status}")
-        return float(marker.read_text()) - started, usage.ru_maxrss / 1024
+        # A child's peak memory counts the parent's pages at the fork, and this process is
+        # large by now: a bare interpreter starts the run and reports its peak instead.
+        report = subprocess.run(
+            [sys.executable, "-c", PEAK_MEMORY_OF_COMMAND, *command],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return float(marker.read_text()) - started, int(report.stdout) / 1024
 
 
 def summary(values: list[float]) -> dict[str, float]:
