@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from mlplab.config_compose import compose_train_config as compose_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN, TINY_TEST = 600, 200
@@ -63,21 +63,8 @@ def real_mnist() -> Path:
 def compose_train_config(
     output_dir: Path, data_root: Path, overrides: list[str] = ()
 ) -> DictConfig:
-    """The config `python -m train` would get, with Hydra's runtime set to `output_dir`."""
-    with initialize(version_base="1.3", config_path="../conf"):
-        cfg = compose(
-            "train",
-            overrides=[f"data.root={data_root}", *overrides],
-            return_hydra_config=True,
-        )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    return cfg
+    """The config `python -m train` would get on `data_root`, run in `output_dir`."""
+    return compose_run_config(output_dir, [f"data.root={data_root}", *overrides])
 
 
 SMALL_RUN = [

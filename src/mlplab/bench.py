@@ -20,15 +20,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from torch import nn
 
+from mlplab.config_compose import compose_train_config
 from mlplab.data import MNISTDataModule, TensorBatches
 from mlplab.run import build_classifier, build_trainer
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def course_network() -> nn.Module:
@@ -103,18 +99,9 @@ class FirstStepMarker(L.Callback):
 
 def mlplab_epoch(data_root: str, overrides: list[str], output_dir: Path, timer: EpochTimer):
     """One epoch of `python -m train` (default config plus `overrides`), then its test pass."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose(
-            "train",
-            overrides=[f"data.root={data_root}", "trainer.max_epochs=1", *overrides],
-            return_hydra_config=True,
-        )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
+    cfg = compose_train_config(
+        output_dir, [f"data.root={data_root}", "trainer.max_epochs=1", *overrides]
+    )
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
     datamodule.setup("fit")

@@ -164,19 +164,8 @@ def format_cell(row: dict[str, Any], column: str) -> str:
     return str(value)
 
 
-MARKDOWN_COLUMNS = (
-    "configuration",
-    "n",
-    "test_acc",
-    "best_val_acc",
-    "final_train_loss",
-    "grad_norm_ratio",
-    "dead_fraction",
-    "saturated_fraction",
-    "epochs",
-    "train_seconds",
-    "status",
-)
+# The markdown table shows each std next to its mean, in the same cell.
+MARKDOWN_COLUMNS = tuple(column for column in SUMMARY_COLUMNS if not column.endswith("_std"))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
