@@ -21,24 +21,34 @@ def mean_training_loss(classifier, datamodule) -> float:
         return classifier.loss_function(classifier(features), labels).item()
 
 
+def bare_trainer(**limits) -> L.Trainer:
+    """A Trainer with no logger, checkpoint, bar or validation: only the training loop."""
+    return L.Trainer(
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **limits,
+    )
+
+
+def datamodule_of(cfg) -> MNISTDataModule:
+    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    datamodule.setup("fit")
+    return datamodule
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_lowers_the_training_loss_in_a_few_steps(small_run_config, optimizer):
     cfg = small_run_config(
         f"optimizer={optimizer}", "logger=none", "callbacks.model_checkpoint=null"
     )
     L.seed_everything(0, verbose=False)
-    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
-    datamodule.setup("fit")
+    datamodule = datamodule_of(cfg)
     classifier = build_classifier(cfg)
     before = mean_training_loss(classifier, datamodule)
-    trainer = L.Trainer(
-        max_steps=30,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(max_steps=30)
     trainer.fit(classifier, datamodule=datamodule)
     assert trainer.global_step == 30
     assert mean_training_loss(classifier, datamodule) < 0.9 * before
@@ -54,15 +64,8 @@ def test_hyperparameters_are_plain_values_so_checkpoints_load_weights_only(
 ):
     cfg = small_run_config("logger=none", "callbacks.model_checkpoint=null")
     classifier = build_classifier(cfg)
-    trainer = L.Trainer(
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
-    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
-    trainer.fit(classifier, datamodule=datamodule)
+    trainer = bare_trainer(max_steps=1)
+    trainer.fit(classifier, datamodule=datamodule_of(cfg))
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)
@@ -79,18 +82,10 @@ def test_training_matches_a_hand_written_loop_step_for_step(small_run_config, op
     cfg = small_run_config(
         f"optimizer={optimizer}", "logger=none", "callbacks.model_checkpoint=null"
     )
-    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
-    datamodule.setup("fit")
+    datamodule = datamodule_of(cfg)
     classifier = build_classifier(cfg)
     reference = copy.deepcopy(classifier.network)
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(max_epochs=2)
     trainer.fit(classifier, datamodule=datamodule)
 
     batches = datamodule.train_dataloader()  # same seed: the same order of batches
