@@ -75,6 +75,8 @@ def test_hyperparameters_are_plain_values_so_checkpoints_load_weights_only(
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "lbfgs"])
 def test_training_matches_a_hand_written_loop_step_for_step(small_run_config, optimizer):
+    """Same weights bit for bit, and train/loss and train/acc of the last epoch as summed by hand
+    (over each step's first evaluation of the batch, before the update)."""
     import copy
 
     from hydra.utils import instantiate
@@ -92,14 +94,25 @@ def test_training_matches_a_hand_written_loop_step_for_step(small_run_config, op
     optimizer_ = instantiate(cfg.optimizer)(reference.parameters())
     loss_function = torch.nn.CrossEntropyLoss()
     for _ in range(2):
+        loss_sum, correct, count = 0.0, 0, 0
         for features, labels in batches:
+            evaluations = []
 
-            def closure(features=features, labels=labels):
+            def closure(features=features, labels=labels, evaluations=evaluations):
                 optimizer_.zero_grad()
-                loss = loss_function(reference(features), labels)
+                logits = reference(features)
+                loss = loss_function(logits, labels)
                 loss.backward()
+                evaluations.append((logits.argmax(dim=1), loss.item()))
                 return loss
 
             optimizer_.step(closure)
+            predictions, loss = evaluations[0]
+            loss_sum += loss * len(labels)
+            correct += int((predictions == labels).sum())
+            count += len(labels)
     for trained, expected in zip(classifier.network.parameters(), reference.parameters()):
         torch.testing.assert_close(trained, expected, rtol=0, atol=0)
+    metrics = trainer.callback_metrics  # summed in float32 on the device
+    assert metrics["train/acc"].item() == pytest.approx(correct / count, rel=1e-6)
+    assert metrics["train/loss"].item() == pytest.approx(loss_sum / count, rel=1e-6)

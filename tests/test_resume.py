@@ -14,7 +14,7 @@ import torch
 from tests.test_cli import run_train
 
 TIMINGS = ("train_seconds", "test_seconds")
-# A few hundred steps of a small network: 2 epochs of 100 batches, a checkpoint every 5 steps.
+# 200 steps of a small network: 2 epochs of 100 batches, a checkpoint every 5 steps.
 KILLABLE_RUN = [
     "trainer=cpu",
     "trainer.max_epochs=2",
@@ -48,20 +48,22 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
+def wait_for_step(checkpoint: Path, process: subprocess.Popen, step: int) -> None:
+    """Return once `checkpoint` (written atomically) holds training step `step` or a later one."""
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and torch.load(checkpoint)["global_step"] >= step):
         assert process.poll() is None, process.stderr.read()[-2000:]
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
+        assert time.monotonic() < deadline, f"{checkpoint} did not reach step {step}"
+        time.sleep(0.01)
 
 
 def test_run_killed_at_a_random_step_resumes_to_the_same_results(real_mnist, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     uninterrupted = start_train([*KILLABLE_RUN, f"hydra.run.dir={whole}"], real_mnist, tmp_path)
     victim = start_train([*KILLABLE_RUN, f"hydra.run.dir={killed}"], real_mnist, tmp_path)
-    wait_for(killed / "checkpoints" / "last.ckpt", victim)
-    time.sleep(random.uniform(0, 2))
+    # Killed a few steps after a checkpoint of a random step of either epoch: the run must
+    # still be training, whatever the speed of the machine.
+    wait_for_step(killed / "checkpoints" / "last.ckpt", victim, step=random.randrange(5, 150))
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL
     assert not (killed / "metrics.json").exists()

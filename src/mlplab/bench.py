@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mlplab.config_compose import compose_train_config
+from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.data import MNISTDataModule, TensorBatches
 from mlplab.run import build_classifier, build_trainer
 
@@ -60,6 +61,40 @@ def timed_epoch(batches, fused: bool) -> float:
         loss_function(network(features), labels).backward()
         optimizer.step()
     return time.perf_counter() - started
+
+
+class BareLightningModule(L.LightningModule):
+    """The hand-written loop's step inside Lightning, with nothing else: Lightning's own cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.network = course_network()
+        self.loss_function = nn.CrossEntropyLoss()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        features, labels = batch
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(self.loss_function(self.network(features), labels))
+        optimizer.step()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
+
+
+def bare_lightning_epoch(batches: TensorBatches, timer: EpochTimer) -> None:
+    """One epoch of BareLightningModule: no logger, metrics, checkpoints or progress bar."""
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(BareLightningModule(), train_dataloaders=batches)
 
 
 class EpochTimer(L.Callback):
@@ -146,6 +181,13 @@ def launch_to_first_step(data_root: str) -> tuple[float, float]:
         return float(marker.read_text()) - started, int(report.stdout) / 1024
 
 
+def import_seconds(module: str) -> float:
+    """Seconds for a fresh interpreter to start and import `module`: the floor of any launch."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    return time.perf_counter() - started
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -167,13 +209,15 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
     datamodule.setup("fit")
     features, labels = datamodule.splits["train"]
     epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
-    timers = {name: EpochTimer() for name in MLPLAB_RUNS}
+    timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS)}
     with tempfile.TemporaryDirectory() as folder:
         for repetition in range(repetitions):
             epochs["course_loop"].append(course_loop_epoch(data_root, 100))
             for name, (fused, batch_size) in PLAIN_LOOPS.items():
                 batches = TensorBatches(features, labels, batch_size, shuffle=True, seed=repetition)
                 epochs[name].append(timed_epoch(batches, fused))
+            batches = TensorBatches(features, labels, 100, shuffle=True, seed=repetition)
+            bare_lightning_epoch(batches, timers["bare_lightning_fused"])
             for name, overrides in MLPLAB_RUNS.items():
                 output_dir = Path(folder) / f"{name}_{repetition}"
                 mlplab_epoch(data_root, overrides, output_dir, timers[name])
@@ -190,6 +234,9 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
         "ratios": {
             "mlplab / plain_loop": median["mlplab"] / median["plain_loop"],
             "mlplab / plain_loop_fused": median["mlplab"] / median["plain_loop_fused"],
+            "bare_lightning_fused / plain_loop_fused": median["bare_lightning_fused"]
+            / median["plain_loop_fused"],
+            "mlplab / bare_lightning_fused": median["mlplab"] / median["bare_lightning_fused"],
             "mlplab_b1000 / plain_loop_fused_b1000": median["mlplab_b1000"]
             / median["plain_loop_fused_b1000"],
             "course_loop / mlplab": median["course_loop"] / median["mlplab"],
@@ -197,6 +244,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
         },
         "test_pass_seconds": summary(timers["mlplab"].seconds["test"]),
         "launch_to_first_step_seconds": first_step_seconds,
+        "import_lightning_seconds": import_seconds("lightning"),
         "peak_memory_mib": peak_mib,
         "dataset_mib": sum(t.nbytes for split in datamodule.splits.values() for t in split) / 2**20,
     }
@@ -209,13 +257,15 @@ def print_table(results: dict) -> None:
         print(f"{name:<44} {value['median']:7.3f}  {value['min']:6.3f}-{value['max']:.3f}")
     for name, ratio in results["ratios"].items():
         print(f"{name:<44} {ratio:7.2f}x")
-    test = results["test_pass_seconds"]
-    print(f"{'test pass, 10,000 images (s)':<44} {test['median']:7.3f}")
-    print(
-        f"{'launch to first training step (s)':<44} {results['launch_to_first_step_seconds']:7.2f}"
+    rows = (
+        ("test pass, 10,000 images (s)", results["test_pass_seconds"]["median"], ".3f"),
+        ("launch to first training step (s)", results["launch_to_first_step_seconds"], ".2f"),
+        ("  of which Python start + import lightning", results["import_lightning_seconds"], ".2f"),
+        ("peak memory of python -m train (MiB)", results["peak_memory_mib"], ".0f"),
+        ("dataset in memory, all splits (MiB)", results["dataset_mib"], ".0f"),
     )
-    print(f"{'peak memory of python -m train (MiB)':<44} {results['peak_memory_mib']:7.0f}")
-    print(f"{'dataset in memory, all splits (MiB)':<44} {results['dataset_mib']:7.0f}")
+    for label, value, form in rows:
+        print(f"{label:<44} {value:7{form}}")
 
 
 def main() -> None:
@@ -224,6 +274,8 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
     args = parser.parse_args()
+    # The plain loops run as in a script that never imported Lightning.
+    skip_nvml_check_without_driver()
     results = run_benchmark(args.data_root, args.repetitions)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")

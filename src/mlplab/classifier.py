@@ -14,28 +14,60 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from mlplab.errors import TrainingDiverged
 
-STAGES = ("train", "val", "test")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
 METRIC_NAMES = ("acc", "loss")
+EVALUATION_STAGES = ("val", "test")
 
 
-def epoch_metrics(num_classes: int) -> nn.ModuleDict:
-    """`{stage}_acc` and `{stage}_loss` for each stage, accumulated on the device."""
+def evaluation_metrics(num_classes: int) -> nn.ModuleDict:
+    """`{stage}_acc` and `{stage}_loss` for validation and test, accumulated on the device."""
     metrics = {}
-    for stage in STAGES:
+    for stage in EVALUATION_STAGES:
         # Both skip per-step input checks: each check would wait for the device.
         metrics[f"{stage}_acc"] = MulticlassAccuracy(
             num_classes, average="micro", validate_args=False
         )
         metrics[f"{stage}_loss"] = MeanMetric(nan_strategy="disable")
-    # Checkpoints keep the training sums of the epoch so far: a run resumed mid-epoch reports
-    # the same epoch numbers as one that was never stopped.
-    for name in METRIC_NAMES:
-        metrics[f"train_{name}"].persistent(True)
     return nn.ModuleDict(metrics)
+
+
+class TrainingSums:
+    """The epoch's summed loss, correct predictions and example count, kept on the device.
+
+    Training adds to these every step, where a torchmetrics update would cost more Python
+    time than the step's arithmetic. They are plain tensors rather than buffers, so that a
+    module converted to 16-bit precision still sums the loss in float32.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, device: torch.device | str = "cpu") -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.count = torch.zeros((), dtype=torch.int64, device=device)
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        self.loss_sum += loss * len(labels)
+        self.correct += (logits.argmax(dim=1) == labels).sum()
+        self.count += len(labels)
+
+    def means(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"acc", "loss"} over every process's examples (`reduce` sums across processes)."""
+        loss_sum, correct, count = (reduce(total.clone()) for total in self.state_dict().values())
+        return {"acc": correct / count, "loss": loss_sum / count}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.loss_sum, self.correct, self.count = (state[name] for name in self.state_dict())
+
+    def to(self, device: torch.device) -> None:
+        self.load_state_dict({name: total.to(device) for name, total in self.state_dict().items()})
 
 
 class Classifier(L.LightningModule):
@@ -59,7 +91,8 @@ class Classifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss_function = nn.CrossEntropyLoss()
-        self.metrics = epoch_metrics(num_classes)
+        self.training_sums = TrainingSums()
+        self.metrics = evaluation_metrics(num_classes)
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(hparams or {}, logger=False)
         self.last_finite_loss: tuple[int, float] | None = None  # (step, loss)
@@ -67,11 +100,7 @@ class Classifier(L.LightningModule):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.network(features)
 
-    def _update_metrics(self, stage: str, logits: torch.Tensor, labels: torch.Tensor, loss) -> None:
-        self.metrics[f"{stage}_acc"].update(logits, labels)
-        self.metrics[f"{stage}_loss"].update(loss, weight=len(labels))
-
-    def _log_epoch_metrics(self, stage: str) -> None:
+    def _log_evaluation_metrics(self, stage: str) -> None:
         for name in METRIC_NAMES:
             metric = self.metrics[f"{stage}_{name}"]
             self.log(f"{stage}/{name}", metric.compute())
@@ -117,13 +146,21 @@ class Classifier(L.LightningModule):
         optimizer.step(closure=closure)
         logits, loss = first_evaluation[0]
         self._stop_if_diverged(loss, step)
-        self._update_metrics("train", logits, labels, loss)
+        self.training_sums.update(logits, labels, loss)
         # Log only on the steps Lightning writes out: logging every step costs more than it shows.
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss)
 
+    def on_train_start(self) -> None:
+        # Fresh or restored from a checkpoint, the sums live where the weights do.
+        self.training_sums.to(self.device)
+
     def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics("train")
+        strategy = self.trainer.strategy
+        means = self.training_sums.means(lambda total: strategy.reduce(total, reduce_op="sum"))
+        for name in METRIC_NAMES:
+            self.log(f"train/{name}", means[name])
+        self.training_sums.reset(self.device)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
@@ -131,27 +168,33 @@ class Classifier(L.LightningModule):
     def _evaluation_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         features, labels = batch
         logits = self.network(features)
-        self._update_metrics(stage, logits, labels, self.loss_function(logits, labels))
+        self.metrics[f"{stage}_acc"].update(logits, labels)
+        self.metrics[f"{stage}_loss"].update(self.loss_function(logits, labels), weight=len(labels))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluation_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
+        self._log_evaluation_metrics("val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluation_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
+        self._log_evaluation_metrics("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The epoch's training sums so far: a run resumed mid-epoch reports the same epoch
+        # numbers as one that was never stopped.
+        checkpoint["training_sums"] = self.training_sums.state_dict()
         # Dropout draws from the global generator: a resumed run must draw the same masks.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "training_sums" in checkpoint:
+            self.training_sums.load_state_dict(checkpoint["training_sums"])
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():

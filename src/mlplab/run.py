@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlplab.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, read_checkpoint
 from mlplab.classifier import Classifier
 from mlplab.config_checks import check_config
+from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.distributed import process_group_per_job
 from mlplab.errors import ConfigError, RunInterrupted, TrainingDiverged
 from mlplab.job_resources import share_machine
@@ -101,6 +102,7 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, i
 def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Train on the training split, test the best checkpoint; return the run's results."""
     check_config(cfg)
+    skip_nvml_check_without_driver()
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
