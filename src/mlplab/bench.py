@@ -204,6 +204,29 @@ MLPLAB_RUNS = {  # name: overrides of the default config
 }
 
 
+RATIOS = (  # (slower, faster): how many times longer an epoch of the first takes
+    ("mlplab", "plain_loop"),
+    ("mlplab", "plain_loop_fused"),
+    ("bare_lightning_fused", "plain_loop_fused"),
+    ("mlplab", "bare_lightning_fused"),
+    ("mlplab_b1000", "plain_loop_fused_b1000"),
+    ("course_loop", "mlplab"),
+    ("mlplab", "mlplab_no_diagnostics"),
+)
+
+
+def paired_ratios(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Each ratio of RATIOS taken within each repetition, then summarised.
+
+    The two epochs of a pair ran a few seconds apart, so a machine that drifts faster or
+    slower over the minutes of the benchmark moves both alike and the ratio stays put.
+    """
+    return {
+        f"{first} / {second}": summary([a / b for a, b in zip(seconds[first], seconds[second])])
+        for first, second in RATIOS
+    }
+
+
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     datamodule = MNISTDataModule(data_root)
     datamodule.setup("fit")
@@ -222,26 +245,14 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                 output_dir = Path(folder) / f"{name}_{repetition}"
                 mlplab_epoch(data_root, overrides, output_dir, timers[name])
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
-    seconds = {name: summary(values) for name, values in epochs.items()}
-    seconds.update({name: summary(timer.seconds["train"]) for name, timer in timers.items()})
-    seconds["mlplab_with_validation_and_checkpoint"] = summary(timers["mlplab"].seconds["epoch"])
-    median = {name: value["median"] for name, value in seconds.items()}
+    epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
+    epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "repetitions": repetitions,
-        "epoch_seconds": seconds,
-        "ratios": {
-            "mlplab / plain_loop": median["mlplab"] / median["plain_loop"],
-            "mlplab / plain_loop_fused": median["mlplab"] / median["plain_loop_fused"],
-            "bare_lightning_fused / plain_loop_fused": median["bare_lightning_fused"]
-            / median["plain_loop_fused"],
-            "mlplab / bare_lightning_fused": median["mlplab"] / median["bare_lightning_fused"],
-            "mlplab_b1000 / plain_loop_fused_b1000": median["mlplab_b1000"]
-            / median["plain_loop_fused_b1000"],
-            "course_loop / mlplab": median["course_loop"] / median["mlplab"],
-            "mlplab / mlplab_no_diagnostics": median["mlplab"] / median["mlplab_no_diagnostics"],
-        },
+        "epoch_seconds": {name: summary(values) for name, values in epochs.items()},
+        "ratios": paired_ratios(epochs),
         "test_pass_seconds": summary(timers["mlplab"].seconds["test"]),
         "launch_to_first_step_seconds": first_step_seconds,
         "import_lightning_seconds": import_seconds("lightning"),
@@ -255,8 +266,9 @@ def print_table(results: dict) -> None:
     print(f"{'seconds per epoch (55,000 images)':<44} {'median':>7}  {'min-max':>13}")
     for name, value in results["epoch_seconds"].items():
         print(f"{name:<44} {value['median']:7.3f}  {value['min']:6.3f}-{value['max']:.3f}")
+    print("ratios within each repetition")
     for name, ratio in results["ratios"].items():
-        print(f"{name:<44} {ratio:7.2f}x")
+        print(f"{name:<44} {ratio['median']:6.2f}x  {ratio['min']:5.2f}x-{ratio['max']:.2f}x")
     rows = (
         ("test pass, 10,000 images (s)", results["test_pass_seconds"]["median"], ".3f"),
         ("launch to first training step (s)", results["launch_to_first_step_seconds"], ".2f"),
