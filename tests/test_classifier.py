@@ -3,6 +3,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from torch.nn.functional import cross_entropy
 
 from mlplab.data import MNISTDataModule
 from mlplab.run import build_classifier
@@ -116,3 +117,33 @@ def test_training_matches_a_hand_written_loop_step_for_step(small_run_config, op
     metrics = trainer.callback_metrics  # summed in float32 on the device
     assert metrics["train/acc"].item() == pytest.approx(correct / count, rel=1e-6)
     assert metrics["train/loss"].item() == pytest.approx(loss_sum / count, rel=1e-6)
+
+
+def evaluation_trainer() -> L.Trainer:
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+@pytest.mark.parametrize("eval_batch_size", [7, 30, 1000])
+def test_val_and_test_loss_weigh_every_example_alike_whatever_the_batch_size(
+    small_run_config, eval_batch_size
+):
+    """100 validation and 200 test images: batches of 7 and 30 leave a short last batch."""
+    cfg = small_run_config(f"data.eval_batch_size={eval_batch_size}", "logger=none")
+    datamodule = datamodule_of(cfg)
+    classifier = build_classifier(cfg)
+    (validated,) = evaluation_trainer().validate(classifier, datamodule=datamodule, verbose=False)
+    (tested,) = evaluation_trainer().test(classifier, datamodule=datamodule, verbose=False)
+    classifier.eval()
+    with torch.no_grad():
+        for stage, results in (("val", validated), ("test", tested)):
+            features, labels = datamodule.splits[stage]
+            logits = classifier(features)
+            loss_over_all_examples = cross_entropy(logits, labels).item()
+            accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
+            assert results[f"{stage}/loss"] == pytest.approx(loss_over_all_examples, rel=1e-6)
+            assert results[f"{stage}/acc"] == pytest.approx(accuracy, abs=1e-7)

@@ -2,14 +2,16 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from mlplab.run import train
-from tests.conftest import tiny_digits, write_idx, write_tiny_mnist
+from tests.conftest import SMALL_RUN, tiny_digits, write_idx, write_tiny_mnist
 
 FEW_BATCHES = [
     "trainer.max_epochs=1",
@@ -19,8 +21,10 @@ FEW_BATCHES = [
 ]
 
 
-def run_train(args: list[str], data_root: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATA_DIR": str(data_root)}
+def run_train(
+    args: list[str], data_root: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATA_DIR": str(data_root), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "train", *args],
         cwd=cwd,
@@ -74,14 +78,16 @@ def test_multirun_puts_each_job_in_a_folder_named_after_its_overrides(real_mnist
         ("data.batch_size=0", "data.batch_size=0 is not valid"),
         ("optimizer.lr=-1", "optimizer.lr=-1 is not valid"),
         ("optimizer=sparse_adam", "optimizer=sparse_adam cannot train an MLP"),
-        ("data.val_size=60000", "data.val_size=60000 must be between 1 and 59999"),
+        ("data.val_size=600", "data.val_size=600 must be between 1 and 599"),
         ("trainer=gpu", "trainer.accelerator=gpu but no CUDA GPU"),
     ],
 )
 def test_config_mistakes_give_one_line_and_exit_status_2_without_traceback(
-    real_mnist, tmp_path, override, message
+    tiny_mnist, tmp_path, override, message
 ):
-    result = run_train([override, f"hydra.run.dir={tmp_path / 'run'}"], real_mnist, tmp_path)
+    no_gpu = {"CUDA_VISIBLE_DEVICES": ""}  # the same answer on a machine that has one
+    run_dir = tmp_path / "run"
+    result = run_train([override, f"hydra.run.dir={run_dir}"], tiny_mnist, tmp_path, no_gpu)
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert message in output
@@ -101,8 +107,8 @@ def test_missing_data_without_download_says_where_files_were_expected(tmp_path):
     assert "Set data.root" in output
 
 
-def test_unknown_group_option_lists_the_choices(real_mnist, tmp_path):
-    result = run_train(["activation=swish"], real_mnist, tmp_path)
+def test_unknown_group_option_lists_the_choices(tiny_mnist, tmp_path):
+    result = run_train(["activation=swish"], tiny_mnist, tmp_path)
     assert result.returncode != 0
     assert "Could not find 'activation/swish'" in result.stderr
     assert "relu" in result.stderr and "Traceback" not in result.stderr
@@ -118,8 +124,8 @@ def test_default_run_reaches_the_course_accuracy(real_mnist, tmp_path):
     assert metrics["test/acc"] >= 0.975
 
 
-def test_two_runs_started_in_the_same_second_get_separate_folders(real_mnist, tmp_path):
-    env = {**os.environ, "DATA_DIR": str(real_mnist)}
+def test_two_runs_started_in_the_same_second_get_separate_folders(tiny_mnist, tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tiny_mnist)}
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "train", "optimizer.lr=-1"],  # stops right after its folder
@@ -136,12 +142,12 @@ def test_two_runs_started_in_the_same_second_get_separate_folders(real_mnist, tm
     assert all((folder / "metrics.json").exists() for folder in folders)
 
 
-def test_diverged_job_of_a_sweep_is_recorded_and_the_others_complete(real_mnist, tmp_path):
+def test_diverged_job_of_a_sweep_is_recorded_and_the_others_complete(tiny_mnist, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_train(
         ["-m", "activation=sigmoid", "init=normal", "optimizer=sgd", "optimizer.lr=0.1,1e38"]
-        + [*FEW_BATCHES, f"hydra.sweep.dir={sweep}"],
-        real_mnist,
+        + [*SMALL_RUN, f"hydra.sweep.dir={sweep}"],
+        tiny_mnist,
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -169,7 +175,7 @@ def damage_test_labels(data_root: Path) -> None:
     ids=["unwritable-output-folder", "resume-not-a-run", "resume-unsafe-override", "idx-counts"],
 )
 def test_bad_input_gives_one_line_and_leaves_no_completed_results(
-    real_mnist, tmp_path, args, message
+    tiny_mnist, tmp_path, args, message
 ):
     (tmp_path / "a_file").write_text("")
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
@@ -177,7 +183,7 @@ def test_bad_input_gives_one_line_and_leaves_no_completed_results(
     data = write_tiny_mnist(tmp_path / "tiny")
     damage_test_labels(data)
     fill = {"tmp": tmp_path, "data": data}
-    result = run_train([arg.format(**fill) for arg in args], real_mnist, tmp_path)
+    result = run_train([arg.format(**fill) for arg in args], tiny_mnist, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert message.format(**fill) in output and "Traceback" not in output
@@ -213,3 +219,47 @@ def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
     refusal = refused.stdout + refused.stderr
     assert refused.returncode == 2 and "is not a readable checkpoint" in refusal
     assert "Traceback" not in refusal
+
+
+def test_diverged_run_exits_with_status_3_and_one_line(tiny_mnist, tmp_path):
+    diverging = ["activation=sigmoid", "init=normal", "optimizer=sgd", "optimizer.lr=1e38"]
+    run_dir = tmp_path / "run"
+    result = run_train([*diverging, *SMALL_RUN, f"hydra.run.dir={run_dir}"], tiny_mnist, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 3
+    assert "error: training diverged at epoch 0, step 1" in output and "Traceback" not in output
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_signal_stops_a_run_with_its_exit_status_and_the_command_that_resumes_it(
+    tiny_mnist, tmp_path, signal_name, status
+):
+    import torch
+
+    run_dir = tmp_path / "run"
+    long_run = [
+        *SMALL_RUN,
+        "trainer.max_epochs=1000",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "train", *long_run, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env={**os.environ, "DATA_DIR": str(tiny_mnist)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    while not checkpoint.exists():  # training has started
+        assert process.poll() is None, process.stdout.read()[-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.Signals[signal_name])
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == status, output[-2000:]
+    assert f"stopped by {signal_name}" in output
+    assert f"continue with: python -m train resume={run_dir}" in output
+    assert "Traceback" not in output
+    steps_done = torch.load(checkpoint, weights_only=True)["global_step"]
+    assert 5 <= steps_done < 10_000

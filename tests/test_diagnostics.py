@@ -1,9 +1,16 @@
+import math
+
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from mlplab.diagnostics import dead_fraction, hidden_outputs, saturated_fraction
+from mlplab.diagnostics import (
+    dead_fraction,
+    gradient_norms,
+    hidden_outputs,
+    saturated_fraction,
+)
 from mlplab.nets import MLP, linear_layers
 from mlplab.run import train
 
@@ -92,3 +99,17 @@ def test_diagnostics_none_logs_only_loss_accuracy_and_learning_rate(small_run_co
 def test_relu_family_reports_dead_fractions(small_run_config, tmp_path, activation):
     train(small_run_config(f"activation={activation}"))
     assert "activation/dead_fraction/layer_2" in scalars(tmp_path / "run").Tags()["scalars"]
+
+
+def test_gradient_norms_and_first_to_last_ratio_equal_norms_computed_by_hand():
+    network = MLP([8, 8], activation=nn.ReLU)
+    layers = linear_layers(network)
+    for k, layer in enumerate(layers, start=1):
+        layer.weight.grad = torch.full_like(layer.weight, float(k))
+    # A constant gradient c over n entries has the L2 norm c * sqrt(n).
+    expected = [1 * math.sqrt(784 * 8), 2 * math.sqrt(8 * 8), 3 * math.sqrt(8 * 10)]
+    values = gradient_norms(network)
+    assert [values[f"grad_norm/layer_{k}"].item() for k in (1, 2, 3)] == pytest.approx(expected)
+    assert values["grad_norm/first_to_last_ratio"].item() == pytest.approx(
+        expected[0] / expected[2]
+    )

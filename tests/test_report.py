@@ -109,3 +109,58 @@ def test_configuration_labels_name_only_the_overrides_that_vary():
         Job(None, {"activation": "sigmoid", "optimizer": "sgd", "seed": "2"}, {}),
     ]
     assert configuration_labels(jobs) == ["activation=relu", "activation=sigmoid"]
+
+
+def write_job(folder, overrides: list[str], metrics: dict, scalars: dict[str, list[float]]) -> None:
+    """A finished job's folder as `python -m train -m` leaves it, with the given numbers."""
+    import json
+
+    import yaml
+    from torch.utils.tensorboard import SummaryWriter
+
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    writer = SummaryWriter(str(folder / "tensorboard"))
+    for tag, values in scalars.items():
+        for step, value in enumerate(values):
+            writer.add_scalar(tag, value, step)
+    writer.close()
+
+
+def test_report_statistics_equal_values_computed_by_hand(tmp_path):
+    runs = [  # (seed, test/acc, val/acc, train/loss, seconds, gradient ratios, dead per layer)
+        (1, 0.90, 0.91, 0.30, 10.0, [1.0, 5.0, 2.0, 9.0], ([0.5, 0.1], [0.4, 0.3])),
+        (2, 0.92, 0.95, 0.20, 12.0, [2.0, 2.0, 8.0], ([0.6, 0.2], [0.2, 0.1])),
+        (3, 0.97, 0.93, 0.10, 14.0, [4.0, 1.0, 3.0], ([0.9, 0.0], [0.8, 0.6])),
+    ]
+    for seed, test_acc, val_acc, train_loss, seconds, ratios, dead in runs:
+        metrics = {"status": "completed", "test/acc": test_acc, "val/acc": val_acc}
+        metrics |= {"train/loss": train_loss, "epochs": 2, "train_seconds": seconds}
+        scalars = {"grad_norm/first_to_last_ratio": ratios}
+        scalars |= {f"activation/dead_fraction/layer_{k}": v for k, v in enumerate(dead, 1)}
+        write_job(
+            tmp_path / f"{seed}_seed={seed}", [f"seed={seed}", "activation=relu"], metrics, scalars
+        )
+    write_job(tmp_path / "4_seed=4", ["seed=4", "activation=relu"], {"status": "failed"}, {})
+
+    (row,) = write_report(tmp_path)
+
+    assert (row["configuration"], row["n"], row["status"]) == (
+        "all runs",
+        4,
+        "3 completed, 1 failed",
+    )
+    assert row["test_acc"] == pytest.approx((0.90 + 0.92 + 0.97) / 3)
+    # The sample standard deviation (n - 1 in the denominator) of 0.90, 0.92, 0.97.
+    assert row["test_acc_std"] == pytest.approx(((0.03**2 + 0.01**2 + 0.04**2) / 2) ** 0.5)
+    assert row["best_val_acc"] == pytest.approx((0.91 + 0.95 + 0.93) / 3)
+    assert row["best_val_acc_std"] == pytest.approx(((0.02**2 + 0.02**2 + 0**2) / 2) ** 0.5)
+    assert row["final_train_loss"] == pytest.approx((0.30 + 0.20 + 0.10) / 3)
+    # Per job the median over training (3.5, 2 and 3), then the mean over jobs.
+    assert row["grad_norm_ratio"] == pytest.approx((3.5 + 2.0 + 3.0) / 3)
+    # Per job the last epoch's value averaged over layers (0.2, 0.15, 0.3), then over jobs.
+    assert row["dead_fraction"] == pytest.approx((0.2 + 0.15 + 0.3) / 3)
+    assert row["saturated_fraction"] is None
+    assert row["epochs"] == 2
+    assert row["train_seconds"] == pytest.approx(12.0)

@@ -3,14 +3,17 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from mlplab.resume import resume_arguments
 from tests.test_cli import run_train
 
 TIMINGS = ("train_seconds", "test_seconds")
@@ -74,4 +77,52 @@ def test_run_killed_at_a_random_step_resumes_to_the_same_results(real_mnist, tmp
     assert result.returncode == 0, result.stderr[-2000:]
     assert results(killed) == results(whole)
     whole_weights, resumed_weights = final_weights(whole), final_weights(killed)
+    assert all(torch.equal(whole_weights[key], resumed_weights[key]) for key in whole_weights)
+
+
+# The overrides README allows with resume=, each with a value a person would give.
+README_RESUME_OVERRIDES = [
+    "trainer.max_epochs=2",
+    "trainer.max_time=00:01:00:00",
+    "trainer.accelerator=cpu",
+    "data.root=/elsewhere/data",
+    "data.download=false",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+@pytest.mark.parametrize("override", README_RESUME_OVERRIDES)
+def test_resume_accepts_each_override_readme_allows_and_passes_it_on(tmp_path, override):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    arguments = resume_arguments([f"resume={tmp_path}", override])
+    assert arguments[-1] == override
+    assert f"--config-path={tmp_path / '.hydra'}" in arguments
+
+
+def test_sweep_job_resumed_with_every_allowed_override_equals_a_longer_run(tiny_mnist, tmp_path):
+    """A finished one-epoch job of a multirun, its folder named with `=` and `,`, extended by
+    a second epoch from the command line, ends as a two-epoch run does."""
+    from tests.conftest import SMALL_RUN
+
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        ["-m", "seed=3,4", *SMALL_RUN, f"hydra.sweep.dir={sweep}"], tiny_mnist, tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (job,) = sweep.glob("0_*")
+    assert "=" in job.name and "," in job.name
+    data_copy = shutil.copytree(tiny_mnist, tmp_path / "moved_data")
+
+    overrides = [o.replace("/elsewhere/data", str(data_copy)) for o in README_RESUME_OVERRIDES]
+    result = run_train([f"resume={job}", *overrides], tiny_mnist, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    longer = tmp_path / "longer"
+    two_epochs = [o for o in SMALL_RUN if o != "trainer.max_epochs=1"] + ["trainer.max_epochs=2"]
+    result = run_train(["seed=3", *two_epochs, f"hydra.run.dir={longer}"], tiny_mnist, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert results(job)["epochs"] == 2
+    assert results(job) == results(longer)
+    whole_weights, resumed_weights = final_weights(longer), final_weights(job)
     assert all(torch.equal(whole_weights[key], resumed_weights[key]) for key in whole_weights)

@@ -9,7 +9,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mlplab.run import train
+from mlplab.checkpoints import AtomicCheckpointIO
+from mlplab.evaluation import evaluate_checkpoint
+from mlplab.run import build_trainer, train
 
 TIMINGS = ("train_seconds", "test_seconds")
 
@@ -61,7 +63,9 @@ def test_tensorboard_gets_curves_and_hparams_with_final_metrics_but_no_hp_metric
     assert "hp_metric" not in scalars
     assert len(events.Scalars("val/acc")) == 2
     metrics = read_metrics(tmp_path / "run")
-    assert events.Scalars("results/test_acc")[-1].value == pytest.approx(metrics["test/acc"])
+    for key in ("test/acc", "test/loss", "val/acc"):
+        result = events.Scalars(f"results/{key.replace('/', '_')}")
+        assert [point.value for point in result] == pytest.approx([metrics[key]]), key
     experiment = hparams_experiment(log_dir)
     metric_tags = {info.name.tag for info in experiment.metric_infos}
     assert metric_tags == {"results/test_acc", "results/test_loss", "results/val_acc"}
@@ -111,6 +115,38 @@ def test_runs_with_every_logger(small_run_config, tmp_path, logger):
     train(small_run_config(f"logger={logger}"))
     assert read_metrics(tmp_path / "run")["status"] == "completed"
     assert (tmp_path / "run" / "csv" / "metrics.csv").exists() == (logger == "csv")
+
+
+def scalar_values(run_dir, tag: str) -> list[float]:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    return [point.value for point in events.Scalars(tag)]
+
+
+def test_best_epoch_is_the_one_tested_and_reported_when_a_later_epoch_is_worse(
+    small_run_config, tmp_path
+):
+    # The learning rate jumps 1000-fold after the first epoch and wrecks what it learned.
+    wrecked = ["scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1000"]
+    train(small_run_config("trainer.max_epochs=2", *wrecked))
+    run_dir = tmp_path / "run"
+    metrics = read_metrics(run_dir)
+    val_acc = scalar_values(run_dir, "val/acc")
+    assert val_acc[0] > val_acc[1]  # the setup works: the best epoch is not the last
+    assert metrics["val/acc"] == pytest.approx(val_acc[0])
+    assert metrics["best_checkpoint"].startswith("checkpoints/epoch00-")
+    best = evaluate_checkpoint(run_dir / metrics["best_checkpoint"], None, "cpu")
+    last = evaluate_checkpoint(run_dir / "checkpoints" / "last.ckpt", None, "cpu")
+    assert metrics["test/acc"] == best["test/acc"] != last["test/acc"]
+    assert metrics["test/loss"] == pytest.approx(best["test/loss"], rel=1e-6)
+    # train/loss and train/acc are the last epoch's, like the curves' last points.
+    assert metrics["train/loss"] == pytest.approx(scalar_values(run_dir, "train/loss")[-1])
+    assert metrics["train/acc"] == pytest.approx(scalar_values(run_dir, "train/acc")[-1])
+    assert metrics["val/loss"] == pytest.approx(scalar_values(run_dir, "val/loss")[-1])
+
+
+def test_trainer_writes_checkpoints_through_the_atomic_writer(small_run_config):
+    trainer = build_trainer(small_run_config())
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 def test_scheduler_changes_the_learning_rate_per_epoch(small_run_config, tmp_path):
@@ -163,28 +199,79 @@ def test_nan_loss_stops_the_run_at_once_and_records_diverged(small_run_config, t
     assert "last finite loss" in metrics["error"] and "lower optimizer.lr" in metrics["error"]
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
-def test_signal_saves_a_checkpoint_that_resumes_to_the_same_results(
-    small_run_config, tmp_path, signal_name
-):
-    two_epochs = ["trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=1000"]
-    train(small_run_config(*two_epochs, name="whole"))
-    sender = [
+# Two epochs of 10 batches; dropout draws from the random state that checkpoints carry.
+TWO_EPOCHS_WITH_DROPOUT = [
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "model.dropout=0.3",
+    "callbacks.step_checkpoint.every_n_train_steps=1000",
+]
+
+
+def send_signal_at(step: int, signal_name: str) -> list[str]:
+    return [
         "+callbacks.sender._target_=tests.test_run.SendSignalAtStep",
-        "+callbacks.sender.step=13",  # mid-way through the second epoch of 10 batches
+        f"+callbacks.sender.step={step}",
         f"+callbacks.sender.signal_name={signal_name}",
     ]
+
+
+def stop_by_signal(cfg, signal_name: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        train(small_run_config(*two_epochs, *sender, name="stopped"))
+        train(cfg)
     assert exit_info.value.code == 128 + signal.Signals[signal_name].value
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_signal_saves_a_checkpoint_that_resumes_to_the_same_results_with_dropout(
+    small_run_config, tmp_path, signal_name
+):
+    train(small_run_config(*TWO_EPOCHS_WITH_DROPOUT, name="whole"))
+    # Mid-way through the second epoch.
+    stop_by_signal(
+        small_run_config(
+            *TWO_EPOCHS_WITH_DROPOUT, *send_signal_at(13, signal_name), name="stopped"
+        ),
+        signal_name,
+    )
     stopped = tmp_path / "stopped"
     assert read_metrics(stopped)["status"] == "failed"
     assert f"resume={stopped}" in read_metrics(stopped)["error"]
     assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 14
 
-    train(small_run_config(*two_epochs, f"resume={stopped}", name="stopped"))
+    train(small_run_config(*TWO_EPOCHS_WITH_DROPOUT, f"resume={stopped}", name="stopped"))
     assert results(stopped) == results(tmp_path / "whole")
     assert same_weights(final_weights(stopped), final_weights(tmp_path / "whole"))
+
+
+def scalar_points(run_dir, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    return [(point.step, point.value) for point in events.Scalars(tag)]
+
+
+def test_run_stopped_twice_in_one_epoch_resumes_to_the_same_results_and_curves(
+    small_run_config, tmp_path
+):
+    train(small_run_config(*TWO_EPOCHS_WITH_DROPOUT, name="whole"))
+    resumed = f"resume={tmp_path / 'stopped'}"
+    stop_by_signal(
+        small_run_config(*TWO_EPOCHS_WITH_DROPOUT, *send_signal_at(12, "SIGTERM"), name="stopped"),
+        "SIGTERM",
+    )
+    stop_by_signal(
+        small_run_config(
+            *TWO_EPOCHS_WITH_DROPOUT, *send_signal_at(16, "SIGTERM"), resumed, name="stopped"
+        ),
+        "SIGTERM",
+    )
+    train(small_run_config(*TWO_EPOCHS_WITH_DROPOUT, resumed, name="stopped"))
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert results(stopped) == results(whole)
+    assert same_weights(final_weights(stopped), final_weights(whole))
+    # The curves continue where each stop left them: every step once, none missing.
+    for tag in ("train/loss_step", "val/acc", "grad_norm/layer_1"):
+        assert scalar_points(stopped, tag) == scalar_points(whole, tag), tag
+    assert [step for step, _ in scalar_points(stopped, "train/loss_step")] == list(range(20))
 
 
 def test_finished_run_resumed_with_more_epochs_equals_a_longer_run(small_run_config, tmp_path):

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torch.nn.functional import cross_entropy
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -26,7 +27,9 @@ def evaluation_metrics(num_classes: int) -> nn.ModuleDict:
     """`{stage}_acc` and `{stage}_loss` for validation and test, accumulated on the device."""
     metrics = {}
     for stage in EVALUATION_STAGES:
-        # Both skip per-step input checks: each check would wait for the device.
+        # Both skip per-step input checks: each check would wait for the device. The loss
+        # metric is fed one loss per example, so its mean weighs every example the same
+        # whatever the batch sizes and the number of processes.
         metrics[f"{stage}_acc"] = MulticlassAccuracy(
             num_classes, average="micro", validate_args=False
         )
@@ -169,7 +172,7 @@ class Classifier(L.LightningModule):
         features, labels = batch
         logits = self.network(features)
         self.metrics[f"{stage}_acc"].update(logits, labels)
-        self.metrics[f"{stage}_loss"].update(self.loss_function(logits, labels), weight=len(labels))
+        self.metrics[f"{stage}_loss"].update(cross_entropy(logits, labels, reduction="none"))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluation_step("val", batch)

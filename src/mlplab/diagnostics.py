@@ -45,13 +45,10 @@ class TrainingDiagnostics(L.Callback):
         # to record them.
         last_batch = batch_idx == trainer.num_training_batches - 1
         if last_batch and self.histograms and isinstance(trainer.logger, TensorBoardLogger):
-            write_parameter_histograms(trainer.logger, pl_module.network, trainer.global_step)
+            write_parameter_histograms(trainer.logger, pl_module.network, trained_step(trainer))
         if pl_module.global_step % trainer.log_every_n_steps != 0:
             return
-        norms = [layer.weight.grad.norm() for layer in linear_layers(pl_module.network)]
-        values = {f"grad_norm/layer_{index}": norm for index, norm in enumerate(norms, start=1)}
-        values["grad_norm/first_to_last_ratio"] = norms[0] / norms[-1]
-        write_to_loggers(trainer, values)
+        write_to_loggers(trainer, gradient_norms(pl_module.network), trained_step(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         network = pl_module.network
@@ -67,7 +64,7 @@ class TrainingDiagnostics(L.Callback):
                 values[f"activation/saturated_fraction/layer_{index}"] = saturated_fraction(
                     output, *bounds
                 )
-        write_to_loggers(trainer, values)
+        write_to_loggers(trainer, values, trainer.global_step)
         if self.histograms and isinstance(trainer.logger, TensorBoardLogger):
             for index, (_, output) in enumerate(outputs, start=1):
                 trainer.logger.experiment.add_histogram(
@@ -75,14 +72,29 @@ class TrainingDiagnostics(L.Callback):
                 )
 
 
-def write_to_loggers(trainer: L.Trainer, values: dict[str, torch.Tensor | float]) -> None:
-    """Hand values straight to the loggers at the current step.
+def gradient_norms(network: nn.Module) -> dict[str, torch.Tensor]:
+    """L2 norm of each Linear weight's gradient, and the first layer's over the last one's."""
+    norms = [layer.weight.grad.norm() for layer in linear_layers(network)]
+    values = {f"grad_norm/layer_{index}": norm for index, norm in enumerate(norms, start=1)}
+    values["grad_norm/first_to_last_ratio"] = norms[0] / norms[-1]
+    return values
+
+
+def trained_step(trainer: L.Trainer) -> int:
+    """The index of the training step just taken: the step Lightning logs its values at."""
+    return trainer.global_step - 1
+
+
+def write_to_loggers(
+    trainer: L.Trainer, values: dict[str, torch.Tensor | float], step: int
+) -> None:
+    """Hand values straight to the loggers at `step`.
 
     These values are only looked at, never monitored, so they skip LightningModule.log and
     its per-call bookkeeping (about a millisecond a call, more than a training step here).
     """
     for logger in trainer.loggers:
-        logger.log_metrics(values, step=trainer.global_step)
+        logger.log_metrics(values, step=step)
 
 
 def hidden_outputs(

@@ -18,13 +18,16 @@ class SaveOnSignal(Callback):
     """On SIGINT or SIGTERM, save a checkpoint to `path` after the current step and stop.
 
     The checkpoint is taken where Lightning's own step checkpoints are (after a training step),
-    so the resumed run continues exactly where this one stopped. A signal that arrives during
-    the last validation lets the run finish instead.
+    so the resumed run continues exactly where this one stopped. The run stops when the next
+    step would begin, once the loggers have written the saved step's values, so the curves of
+    the resumed run continue without a gap. A signal that arrives during the last step or the
+    last validation lets the run finish instead.
     """
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.received: signal.Signals | None = None
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step)
         self.previous_handlers: dict[signal.Signals, Any] = {}
 
     def _receive(self, signum: int, frame: Any) -> None:
@@ -32,6 +35,7 @@ class SaveOnSignal(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.received = None
+        self.saved_at = None
         self.previous_handlers = {sig: signal.signal(sig, self._receive) for sig in STOP_SIGNALS}
 
     def _restore_handlers(self) -> None:
@@ -42,12 +46,19 @@ class SaveOnSignal(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        if self.received is None:
+        if self.received is None or self.saved_at is not None:
             return
         trainer.save_checkpoint(self.path)
+        self.saved_at = (trainer.current_epoch, trainer.global_step)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        if self.saved_at is None:
+            return
+        epoch, step = self.saved_at
         raise RunInterrupted(
-            f"stopped by {self.received.name} at epoch {trainer.current_epoch}, "
-            f"step {trainer.global_step}; saved {self.path}",
+            f"stopped by {self.received.name} at epoch {epoch}, step {step}; saved {self.path}",
             exit_code=128 + self.received.value,
         )
 
