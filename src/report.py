@@ -1,7 +1,6 @@
-"""`python -m report <sweep folder>`: summary.csv, summary.md and plots of a sweep."""
+"""`python -m report <sweep folder>`: the summary table and plots of a sweep."""
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -11,17 +10,22 @@ def main() -> None:
         "sweep_dir", type=Path, help="a multirun folder, e.g. outputs/sweeps/<time>"
     )
     sweep_dir = parser.parse_args().sweep_dir
-    if not any(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        sys.exit(
-            f"error: {sweep_dir} holds no runs (no */.hydra/overrides.yaml): give a sweep folder"
-        )
 
-    from mlplab.report import write_report
+    from mlplab import results
+    from mlplab.errors import one_line_errors
+    from mlplab.sweeps.report import write_report
 
-    write_report(sweep_dir)
-    print((sweep_dir / "summary.md").read_text(), end="")
-    plots = "val_acc.png, train_loss.png, grad_norms.png"
-    print(f"written to {sweep_dir}: summary.csv, summary.md, {plots}")
+    with one_line_errors():
+        write_report(sweep_dir)
+    print((sweep_dir / results.SUMMARY_MARKDOWN).read_text(), end="")
+    written = (
+        results.SUMMARY_CSV,
+        results.SUMMARY_MARKDOWN,
+        results.VAL_ACC_PLOT,
+        results.TRAIN_LOSS_PLOT,
+        results.GRAD_NORMS_PLOT,
+    )
+    print(f"written to {sweep_dir}: {', '.join(written)}")
 
 
 if __name__ == "__main__":

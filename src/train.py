@@ -1,31 +1,49 @@
 """`python -m train [overrides]`: train and test one configuration (or a sweep with -m).
 
 `python -m train resume=<run folder>` continues a stopped run from its last checkpoint.
+This is the only module that reads Hydra's runtime: it hands the job a resolved config and
+the facts of the job, and turns a known error into one line and an exit status.
 """
 
+import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
-from mlplab.errors import ConfigError
-from mlplab.resume import resume_arguments
-from mlplab.run_folders import register_unique_suffix_resolver
+from mlplab.errors import one_line_errors
+from mlplab.safety.resume import resume_arguments
+from mlplab.safety.run_folders import register_unique_suffix_resolver
 
 register_unique_suffix_resolver()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from mlplab.run import train  # imported here so `--help` and config errors answer fast
+    # Imported here so that `--help` and config errors answer fast.
+    from mlplab.run import JobFacts, run_job
+    from mlplab.scale.distributed import job_command
+    from mlplab.scale.job_resources import available_cores, jobs_at_once
 
-    return train(cfg)
+    # Hydra's handlers already print and file Lightning's messages; Lightning's own would
+    # print each of them a second time.
+    logging.getLogger("lightning").handlers.clear()
+    runtime = HydraConfig.get()
+    OmegaConf.resolve(cfg)  # output_dir and every path below it, from Hydra's runtime
+    job = JobFacts(
+        number=runtime.job.get("num") or 0,
+        jobs_at_once=jobs_at_once(runtime.launcher, available_cores()),
+        overrides=tuple(runtime.overrides.task),
+        command=job_command(runtime),
+    )
+    with one_line_errors(stop=runtime.mode != RunMode.MULTIRUN):
+        return run_job(cfg, job)["val/acc"]
+    return float("nan")  # a failed job of a sweep: its metrics.json says why; the others go on
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         sys.argv[1:] = resume_arguments(sys.argv[1:])
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     main()

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import DictConfig
 
 from mlplab.config_compose import compose_train_config as compose_run_config
+from mlplab.run import JobFacts, run_job
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN, TINY_TEST = 600, 200
@@ -84,3 +85,8 @@ def small_run_config(tmp_path: Path, tiny_mnist: Path):
         return compose_train_config(tmp_path / name, tiny_mnist, [*SMALL_RUN, *overrides])
 
     return make
+
+
+def train(cfg: DictConfig, overrides: list[str] = ()) -> dict:
+    """Run one job in this process, as `python -m train` would; return its metrics."""
+    return run_job(cfg, JobFacts(overrides=tuple(overrides)))

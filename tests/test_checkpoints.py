@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mlplab.checkpoints import AtomicCheckpointIO, read_checkpoint
 from mlplab.errors import ConfigError
+from mlplab.safety.checkpoints import AtomicCheckpointIO, read_checkpoint
 
 MLPLAB_CHECKPOINT = {"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {"model": {}}}
 
@@ -14,7 +14,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path
     def killed_midway(descriptor):
         raise KeyboardInterrupt  # as if the process died before the new file was complete
 
-    monkeypatch.setattr("mlplab.checkpoints.os.fsync", killed_midway)
+    monkeypatch.setattr("mlplab.safety.checkpoints.os.fsync", killed_midway)
     with pytest.raises(KeyboardInterrupt):
         AtomicCheckpointIO().save_checkpoint({**MLPLAB_CHECKPOINT, "global_step": 7}, path)
     monkeypatch.undo()

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplab.run import train
-from tests.conftest import SMALL_RUN, tiny_digits, write_idx, write_tiny_mnist
+from tests.conftest import SMALL_RUN, tiny_digits, train, write_idx, write_tiny_mnist
 
 FEW_BATCHES = [
     "trainer.max_epochs=1",
@@ -19,6 +18,8 @@ FEW_BATCHES = [
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=2",
 ]
+
+pytestmark = pytest.mark.end_to_end  # every test here runs a command as a process
 
 
 def run_train(
@@ -241,7 +242,7 @@ def test_signal_stops_a_run_with_its_exit_status_and_the_command_that_resumes_it
     long_run = [
         *SMALL_RUN,
         "trainer.max_epochs=1000",
-        "callbacks.step_checkpoint.every_n_train_steps=5",
+        "callbacks.last_checkpoint.every_n_train_steps=5",
     ]
     process = subprocess.Popen(
         [sys.executable, "-m", "train", *long_run, f"hydra.run.dir={run_dir}"],

@@ -45,3 +45,27 @@ def test_linear_model_needs_no_hidden_sizes(small_run_config):
     assert "hidden_sizes" not in cfg.model
     check_config(cfg)
     assert OmegaConf.select(cfg, "model._target_") == "mlplab.nets.SoftmaxRegression"
+
+
+def test_activation_chosen_for_a_model_without_hidden_layers_is_refused_with_the_reason(
+    small_run_config,
+):
+    cfg = small_run_config("model=linear", "activation=sigmoid")
+    reason = r"activation=sigmoid has no effect: the model \(SoftmaxRegression\) has no hidden"
+    with pytest.raises(ConfigError, match=reason):
+        check_config(cfg, overrides=["model=linear", "activation=sigmoid"])
+    check_config(small_run_config("model=linear"), overrides=["model=linear"])
+    check_config(small_run_config("activation=sigmoid"), overrides=["activation=sigmoid"])
+
+
+def test_a_sweep_job_of_an_unused_option_fails_with_the_reason_in_its_metrics(
+    small_run_config, tmp_path
+):
+    import json
+
+    from tests.conftest import train
+
+    with pytest.raises(ConfigError):
+        train(small_run_config("model=linear"), overrides=["model=linear", "activation=tanh"])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "activation=tanh has no effect" in metrics["error"]

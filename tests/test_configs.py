@@ -8,6 +8,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from mlplab.build import build_trainer
 from mlplab.config_checks import check_config
 from mlplab.data import MNISTDataModule
 from mlplab.errors import ConfigError
@@ -127,7 +128,7 @@ def test_every_trainer_option_builds_a_trainer_or_is_refused_when_its_device_is_
         with pytest.raises(ConfigError, match=f"trainer.accelerator={accelerator}"):
             check_config(cfg)
         return
-    built = instantiate(cfg.trainer, logger=False)
+    built = build_trainer(cfg, job_command=["python", "-m", "train"])
     assert isinstance(built, L.Trainer) and built.max_epochs == 7
 
 
@@ -145,7 +146,8 @@ def test_callbacks_checkpoint_last_and_best_by_val_acc_and_monitor_the_learning_
 ):
     callbacks = {name: instantiate(c) for name, c in small_run_config().callbacks.items()}
     checkpoint = callbacks["model_checkpoint"]
-    assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/acc", "max", True)
+    assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_top_k) == ("val/acc", "max", 1)
+    assert callbacks["last_checkpoint"].every_n_train_steps == 500
     assert type(callbacks["learning_rate_monitor"]).__name__ == "LearningRateMonitor"
     assert type(callbacks["progress_bar"]).__name__ == "TQDMProgressBar"
 

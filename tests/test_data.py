@@ -169,3 +169,31 @@ def test_dataset_is_held_once_as_float_features(tiny_mnist):
     datamodule.setup("fit")
     held = sum(features.nbytes for features, _ in datamodule.splits.values())
     assert held == (TINY_TRAIN + TINY_TEST) * 784 * 4
+
+
+def test_label_outside_the_classes_is_refused_when_the_data_loads(tiny_mnist):
+    _, labels = tiny_digits(TINY_TRAIN, seed=0)
+    labels[17] = 12
+    write_idx(raw_file(tiny_mnist, "train-labels-idx1-ubyte"), labels)
+    datamodule = MNISTDataModule(str(tiny_mnist), val_size=100)
+    with pytest.raises(
+        ConfigError, match=r"train-labels-idx1-ubyte holds the label 12, but MNIST's classes are"
+    ) as error:
+        datamodule.setup("fit")
+    assert "\n" not in str(error.value)
+
+
+def test_a_run_decodes_each_split_once(small_run_config, monkeypatch):
+    from mlplab import data
+    from tests.conftest import train
+
+    decoded = []
+    decode = data.MNIST
+
+    def counted(root, train, download):
+        decoded.append("train" if train else "test")
+        return decode(root, train=train, download=download)
+
+    monkeypatch.setattr("mlplab.data.MNIST", counted)
+    train(small_run_config())
+    assert sorted(decoded) == ["test", "train"]

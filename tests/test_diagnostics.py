@@ -12,7 +12,7 @@ from mlplab.diagnostics import (
     saturated_fraction,
 )
 from mlplab.nets import MLP, linear_layers
-from mlplab.run import train
+from tests.conftest import train
 
 DEEP = "model.hidden_sizes=[64,64,64,64,64,64]"
 

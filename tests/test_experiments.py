@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplab.run import train
+from tests.conftest import train
 from tests.test_run import read_metrics
 
 PRESETS = sorted(

@@ -4,11 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mlplab.job_resources import gpu_for_job, jobs_at_once, share_machine, threads_per_job
-
-
-def hydra_node(launcher: dict, job_num: int = 0):
-    return OmegaConf.create({"launcher": launcher, "job": {"num": job_num}})
+from mlplab.scale.job_resources import gpu_for_job, jobs_at_once, share_machine, threads_per_job
 
 
 @pytest.mark.parametrize(
@@ -42,7 +38,7 @@ def test_parallel_job_on_a_multi_gpu_machine_gets_its_gpu_and_its_thread_share(
     threads = torch.get_num_threads()
     try:
         cfg = small_run_config("trainer.accelerator=gpu")
-        share_machine(cfg, hydra_node({"n_jobs": 4}, job_num=6))
+        share_machine(cfg, job_number=6, jobs=4)
         assert list(cfg.trainer.devices) == [2]
         assert torch.get_num_threads() == 4
     finally:
@@ -53,7 +49,7 @@ def test_a_job_run_alone_keeps_its_devices_and_threads(small_run_config, monkeyp
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     threads = torch.get_num_threads()
     cfg = small_run_config("trainer.accelerator=gpu")
-    share_machine(cfg, hydra_node({"_target_": "BasicLauncher"}))
+    share_machine(cfg, job_number=0, jobs=1)
     assert cfg.trainer.devices == 1 and torch.get_num_threads() == threads
 
 
@@ -62,7 +58,7 @@ def test_cpu_jobs_are_given_no_gpu(small_run_config, monkeypatch):
     threads = torch.get_num_threads()
     try:
         cfg = small_run_config()  # trainer=cpu
-        share_machine(cfg, hydra_node({"n_jobs": 2}))
+        share_machine(cfg, job_number=0, jobs=2)
         assert cfg.trainer.devices == 1
     finally:
         torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mlplab.report import configuration_labels, write_report
+from mlplab.sweeps.report import configuration_labels, write_report
 from tests.conftest import SMALL_RUN
 
 
@@ -45,6 +45,7 @@ def read_rows(sweep):
         return {row["configuration"]: row for row in csv.DictReader(file)}
 
 
+@pytest.mark.end_to_end
 def test_multirun_writes_the_report_when_it_ends_with_failed_jobs_listed(small_sweep):
     rows = read_rows(small_sweep)
     assert set(rows) == {"model.hidden_sizes=[32,32]", "model.hidden_sizes=[]"}
@@ -54,6 +55,7 @@ def test_multirun_writes_the_report_when_it_ends_with_failed_jobs_listed(small_s
     assert failed["test_acc"] == ""
 
 
+@pytest.mark.end_to_end
 def test_runs_differing_only_by_seed_are_grouped_into_mean_and_std(small_sweep):
     trained = read_rows(small_sweep)["model.hidden_sizes=[32,32]"]
     assert 0.0 <= float(trained["test_acc"]) <= 1.0
@@ -64,6 +66,7 @@ def test_runs_differing_only_by_seed_are_grouped_into_mean_and_std(small_sweep):
     assert trained["saturated_fraction"] == ""  # ReLU: dead units, not saturated ones
 
 
+@pytest.mark.end_to_end
 def test_report_writes_markdown_and_the_three_plots(small_sweep):
     markdown = (small_sweep / "summary.md").read_text()
     assert "| model.hidden_sizes=[32,32] | 2 |" in markdown and " ± " in markdown
@@ -71,6 +74,7 @@ def test_report_writes_markdown_and_the_three_plots(small_sweep):
         assert (small_sweep / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.end_to_end
 def test_report_command_rewrites_the_report_and_prints_the_table(small_sweep):
     (small_sweep / "summary.md").unlink()
     result = subprocess.run(
@@ -81,15 +85,17 @@ def test_report_command_rewrites_the_report_and_prints_the_table(small_sweep):
     assert (small_sweep / "summary.md").exists()
 
 
-def test_report_command_refuses_a_folder_without_runs(tmp_path):
+@pytest.mark.end_to_end
+def test_report_command_refuses_a_folder_without_runs_with_status_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "report", str(tmp_path)], capture_output=True, text=True
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"error: {tmp_path} holds no runs" in result.stderr
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.end_to_end
 def test_job_without_metrics_is_reported_as_unfinished(small_sweep, tmp_path):
     import shutil
 
@@ -102,7 +108,7 @@ def test_job_without_metrics_is_reported_as_unfinished(small_sweep, tmp_path):
 
 
 def test_configuration_labels_name_only_the_overrides_that_vary():
-    from mlplab.report import Job
+    from mlplab.sweeps.jobs import Job
 
     jobs = [
         Job(None, {"activation": "relu", "optimizer": "sgd", "seed": "1"}, {}),

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from mlplab.run import train
+from tests.conftest import train
 
 FIXED_RUN = [
     "trainer.max_epochs=2",

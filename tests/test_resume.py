@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlplab.resume import resume_arguments
+from mlplab.safety.resume import resume_arguments
 from tests.test_cli import run_train
 
 TIMINGS = ("train_seconds", "test_seconds")
@@ -25,12 +25,15 @@ KILLABLE_RUN = [
     "data.batch_size=100",
     "model.hidden_sizes=[32]",
     "trainer.limit_val_batches=2",
-    "callbacks.step_checkpoint.every_n_train_steps=5",
+    "callbacks.last_checkpoint.every_n_train_steps=5",
     "callbacks.progress_bar.refresh_rate=0",
 ]
 
 
-def start_train(args: list[str], data_root: Path, cwd: Path) -> subprocess.Popen:
+def start_train(
+    args: list[str], data_root: Path, cwd: Path, start_new_session: bool = False
+) -> subprocess.Popen:
+    """`python -m train` in the background; `start_new_session` to kill its DDP processes too."""
     env = {**os.environ, "DATA_DIR": str(data_root)}
     return subprocess.Popen(
         [sys.executable, "-m", "train", *args],
@@ -39,6 +42,7 @@ def start_train(args: list[str], data_root: Path, cwd: Path) -> subprocess.Popen
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=start_new_session,
     )
 
 
@@ -60,6 +64,7 @@ def wait_for_step(checkpoint: Path, process: subprocess.Popen, step: int) -> Non
         time.sleep(0.01)
 
 
+@pytest.mark.end_to_end
 def test_run_killed_at_a_random_step_resumes_to_the_same_results(real_mnist, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     uninterrupted = start_train([*KILLABLE_RUN, f"hydra.run.dir={whole}"], real_mnist, tmp_path)
@@ -100,6 +105,7 @@ def test_resume_accepts_each_override_readme_allows_and_passes_it_on(tmp_path, o
     assert f"--config-path={tmp_path / '.hydra'}" in arguments
 
 
+@pytest.mark.end_to_end
 def test_sweep_job_resumed_with_every_allowed_override_equals_a_longer_run(tiny_mnist, tmp_path):
     """A finished one-epoch job of a multirun, its folder named with `=` and `,`, extended by
     a second epoch from the command line, ends as a two-epoch run does."""
@@ -126,3 +132,24 @@ def test_sweep_job_resumed_with_every_allowed_override_equals_a_longer_run(tiny_
     assert results(job) == results(longer)
     whole_weights, resumed_weights = final_weights(longer), final_weights(job)
     assert all(torch.equal(whole_weights[key], resumed_weights[key]) for key in whole_weights)
+
+
+@pytest.mark.end_to_end
+def test_resume_finds_the_checkpoints_where_the_runs_saved_config_put_them(tiny_mnist, tmp_path):
+    from tests.conftest import SMALL_RUN
+
+    run_dir, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    first = run_train(
+        [*SMALL_RUN, f"checkpoint_dir={elsewhere}", f"hydra.run.dir={run_dir}"],
+        tiny_mnist,
+        tmp_path,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (elsewhere / "last.ckpt").exists() and not (run_dir / "checkpoints").exists()
+
+    resumed = run_train([f"resume={run_dir}", "trainer.max_epochs=2"], tiny_mnist, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Restoring states from the checkpoint path at {elsewhere / 'last.ckpt'}" in (
+        resumed.stdout + resumed.stderr
+    )
+    assert results(run_dir)["epochs"] == 2

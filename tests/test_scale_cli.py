@@ -1,6 +1,9 @@
 """Scaling out end to end on this machine: DDP on CPU processes, joblib, submitit, Optuna."""
 
 import json
+import os
+import random
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -9,12 +12,13 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.functional import cross_entropy
 
-from mlplab.checkpoints import read_checkpoint
+from mlplab.build import build_classifier
 from mlplab.data import load_mnist_split, to_features
 from mlplab.evaluation import evaluate_checkpoint
-from mlplab.run import build_classifier
+from mlplab.safety.checkpoints import read_checkpoint
 from tests.conftest import SMALL_RUN, TINY_TEST
 from tests.test_cli import run_train
+from tests.test_resume import final_weights, results, start_train, wait_for_step
 
 # A small run on the tiny data, on the trainer each test names.
 TINY_RUN = [override for override in SMALL_RUN if not override.startswith("trainer=")]
@@ -25,6 +29,8 @@ SHORT_NAMES = (
     "callbacks.progress_bar.refresh_rate,data.val_size,data.batch_size,hydra/launcher,"
     "hparams_search]"
 )
+
+pytestmark = pytest.mark.end_to_end  # every test here runs a command as a process
 
 
 def job_folders(sweep: Path) -> list[str]:
@@ -50,7 +56,7 @@ def test_ddp_metrics_count_both_processes_shares_and_equal_one_process_on_its_ch
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = completed_metrics(run_dir)
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()].count("ddp_cpu") == 1
-    assert (run_dir / "train_rank1.log").exists()  # the second process ran in the same folder
+    assert (run_dir / "rank1.log").exists()  # the second process ran in the same folder
     assert [p.name for p in (run_dir / "tensorboard").iterdir() if p.is_dir()] == []
 
     checkpoint = read_checkpoint(run_dir / metrics["best_checkpoint"])
@@ -80,7 +86,7 @@ def test_ddp_multirun_gives_each_job_one_folder_and_runs_each_job_once(tiny_mnis
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "sweep"]
     for job in job_folders(sweep):
         completed_metrics(sweep / job)
-        assert (sweep / job / "train_rank1.log").exists()
+        assert (sweep / job / "rank1.log").exists()
     # Each job's summary is printed once, by its first process.
     assert len([line for line in result.stdout.splitlines() if "test/acc" in line]) == 2
 
@@ -131,3 +137,35 @@ def test_optuna_search_stores_its_trials_and_a_second_run_extends_the_study(tiny
     second = search(tmp_path / "second")
     assert second.returncode == 0, second.stderr[-2000:]
     assert len(trials(study_file)) == 6
+
+
+def test_ddp_run_killed_mid_epoch_resumes_to_the_results_of_an_uninterrupted_one(
+    tiny_mnist, tmp_path
+):
+    """40 epochs of 5 steps (250 images per process); last.ckpt every 3 steps."""
+    ddp_run = [
+        "trainer=ddp_cpu",
+        *TINY_RUN,
+        "trainer.max_epochs=40",
+        "callbacks.last_checkpoint.every_n_train_steps=3",
+    ]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    uninterrupted = start_train([*ddp_run, f"hydra.run.dir={whole}"], tiny_mnist, tmp_path)
+    victim = start_train(
+        [*ddp_run, f"hydra.run.dir={killed}"], tiny_mnist, tmp_path, start_new_session=True
+    )
+    wait_for_step(killed / "checkpoints" / "last.ckpt", victim, step=random.randrange(10, 120))
+    os.killpg(victim.pid, signal.SIGKILL)  # both processes of the run
+    victim.wait()
+    assert not (killed / "metrics.json").exists()
+    assert uninterrupted.wait() == 0, uninterrupted.stderr.read()[-2000:]
+
+    result = run_train([f"resume={killed}"], tiny_mnist, tmp_path)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed, expected = results(killed), results(whole)
+    # Summed in another order across the two processes: equal to float32 rounding.
+    assert resumed.pop("train/loss") == pytest.approx(expected.pop("train/loss"), rel=1e-6)
+    assert resumed == expected
+    whole_weights, resumed_weights = final_weights(whole), final_weights(killed)
+    assert all(torch.equal(whole_weights[key], resumed_weights[key]) for key in whole_weights)

@@ -2,7 +2,7 @@
 
 from omegaconf import OmegaConf
 
-from mlplab.study import StudyFolder, sqlite_file
+from mlplab.scale.study import StudyFolder, sqlite_file
 
 
 def test_sqlite_storage_url_names_a_file_and_other_storages_none():

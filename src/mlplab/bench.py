@@ -22,10 +22,10 @@ import lightning as L
 import torch
 from torch import nn
 
+from mlplab.build import build_classifier, build_trainer
 from mlplab.config_compose import compose_train_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.data import MNISTDataModule, TensorBatches
-from mlplab.run import build_classifier, build_trainer
 
 
 def course_network() -> nn.Module:

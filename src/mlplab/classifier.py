@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mlplab.errors import TrainingDiverged
+from mlplab.results import TRAIN_LOSS_STEP, metric_key
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -58,10 +59,17 @@ class TrainingSums:
         self.correct += (logits.argmax(dim=1) == labels).sum()
         self.count += len(labels)
 
+    def totals(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The sums over every process (`reduce` sums a tensor across processes)."""
+        return {name: reduce(total.clone()) for name, total in self.state_dict().items()}
+
     def means(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
         """{"acc", "loss"} over every process's examples (`reduce` sums across processes)."""
-        loss_sum, correct, count = (reduce(total.clone()) for total in self.state_dict().values())
-        return {"acc": correct / count, "loss": loss_sum / count}
+        totals = self.totals(reduce)
+        return {
+            "acc": totals["correct"] / totals["count"],
+            "loss": totals["loss_sum"] / totals["count"],
+        }
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
@@ -106,7 +114,7 @@ class Classifier(L.LightningModule):
     def _log_evaluation_metrics(self, stage: str) -> None:
         for name in METRIC_NAMES:
             metric = self.metrics[f"{stage}_{name}"]
-            self.log(f"{stage}/{name}", metric.compute())
+            self.log(metric_key(stage, name), metric.compute())
             metric.reset()
 
     def _stop_if_diverged(self, loss: torch.Tensor, step: int) -> None:
@@ -152,17 +160,16 @@ class Classifier(L.LightningModule):
         self.training_sums.update(logits, labels, loss)
         # Log only on the steps Lightning writes out: logging every step costs more than it shows.
         if self.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss)
+            self.log(TRAIN_LOSS_STEP, loss)
 
     def on_train_start(self) -> None:
         # Fresh or restored from a checkpoint, the sums live where the weights do.
         self.training_sums.to(self.device)
 
     def on_train_epoch_end(self) -> None:
-        strategy = self.trainer.strategy
-        means = self.training_sums.means(lambda total: strategy.reduce(total, reduce_op="sum"))
+        means = self.training_sums.means(self._sum_over_processes)
         for name in METRIC_NAMES:
-            self.log(f"train/{name}", means[name])
+            self.log(metric_key("train", name), means[name])
         self.training_sums.reset(self.device)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
@@ -186,17 +193,22 @@ class Classifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_evaluation_metrics("test")
 
+    def _sum_over_processes(self, total: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(total, reduce_op="sum")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The epoch's training sums so far: a run resumed mid-epoch reports the same epoch
-        # numbers as one that was never stopped.
-        checkpoint["training_sums"] = self.training_sums.state_dict()
+        # The epoch's training sums so far, over every process: a run resumed mid-epoch
+        # reports the same epoch numbers as one that was never stopped. (Every process
+        # builds the checkpoint; only the first writes it.)
+        checkpoint["training_sums"] = self.training_sums.totals(self._sum_over_processes)
         # Dropout draws from the global generator: a resumed run must draw the same masks.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["cuda_rng_states"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "training_sums" in checkpoint:
+        if "training_sums" in checkpoint and self.global_rank == 0:
+            # The first process continues from every process's sums; the others from zero.
             self.training_sums.load_state_dict(checkpoint["training_sums"])
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -100,11 +101,29 @@ def check_trainer(trainer: DictConfig) -> None:
         )
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first value that cannot work."""
+def check_options_used(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Refuse an override of a group that the chosen model does not read.
+
+    Such a run would equal the one without the override, so a sweep over it would train
+    identical jobs under different names.
+    """
+    model = cfg.model._target_.rsplit(".", 1)[-1]
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        group = key.split(".", 1)[0]
+        if group == "activation" and "activation" not in cfg.model:
+            raise ConfigError(
+                f"{override} has no effect: the model ({model}) has no hidden layer and so no "
+                "activation; drop it, or use model=mlp"
+            )
+
+
+def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """Raise ConfigError for the first value that cannot work; `overrides` of the command line."""
     require(is_whole_number(cfg.seed), "seed", cfg.seed, "a whole number")
     check_data(cfg.data)
     check_model(cfg.model)
     check_activation(cfg.activation)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
+    check_options_used(cfg, overrides)

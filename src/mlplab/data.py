@@ -12,6 +12,7 @@ from torchvision.datasets import MNIST
 
 from mlplab.errors import ConfigError
 
+NUM_CLASSES = 10
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 IMAGE_FILE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -24,36 +25,44 @@ def idx_files(raw_folder: Path, train: bool) -> tuple[Path, Path]:
     return raw_folder / f"{prefix}-images-idx3-ubyte", raw_folder / f"{prefix}-labels-idx1-ubyte"
 
 
+def refetch_hint(path: Path) -> str:
+    return (
+        f"delete it and let data.download=true fetch it again, or copy a good one to {path.parent}"
+    )
+
+
 def check_idx_file(path: Path, magic: int) -> int:
     """Check an IDX file's header against its size; return the number of items it holds."""
     size = path.stat().st_size
     dimensions = magic & 0xFF
     header_size = 4 * (dimensions + 1)
-    fix = (
-        f"delete it and let data.download=true fetch it again, or copy a good one to {path.parent}"
-    )
     if size < header_size:
-        raise ConfigError(f"{path} is truncated ({size} bytes, no complete header): {fix}")
+        raise ConfigError(
+            f"{path} is truncated ({size} bytes, no complete header): {refetch_hint(path)}"
+        )
     with path.open("rb") as file:
         header = file.read(header_size)
     found_magic = int.from_bytes(header[:4], "big")
     if found_magic != magic:
         raise ConfigError(
             f"{path} is not an MNIST IDX file (magic number {found_magic:#010x}, "
-            f"expected {magic:#010x}): {fix}"
+            f"expected {magic:#010x}): {refetch_hint(path)}"
         )
     shape = [int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(1, dimensions + 1)]
     expected_size = header_size + int(torch.tensor(shape).prod())
     if size != expected_size:
         raise ConfigError(
             f"{path} is corrupt: its header says {'x'.join(map(str, shape))} "
-            f"({expected_size} bytes) but the file has {size} bytes: {fix}"
+            f"({expected_size} bytes) but the file has {size} bytes: {refetch_hint(path)}"
         )
     return shape[0]
 
 
-def load_mnist_split(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 28, 28) uint8 and labels (N,) int64 of one split, downloading when allowed."""
+def ensure_mnist_files(root: Path, train: bool, download: bool) -> tuple[Path, Path]:
+    """The (images, labels) IDX files of one split, downloaded when missing and allowed.
+
+    Their headers are checked against their sizes and each other; nothing is decoded.
+    """
     raw_folder = root / "MNIST" / "raw"
     image_file, label_file = idx_files(raw_folder, train)
     if not (image_file.exists() and label_file.exists()):
@@ -79,7 +88,18 @@ def load_mnist_split(root: Path, train: bool, download: bool) -> tuple[torch.Ten
             f"{raw_folder} is inconsistent: {image_file.name} holds {image_count} images but "
             f"{label_file.name} holds {label_count} labels; replace both files of the split"
         )
+    return image_file, label_file
+
+
+def load_mnist_split(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of one split, downloading when allowed."""
+    _, label_file = ensure_mnist_files(root, train, download)
     dataset = MNIST(root, train=train, download=False)
+    if len(dataset.targets) and dataset.targets.max() >= NUM_CLASSES:
+        raise ConfigError(
+            f"{label_file} holds the label {int(dataset.targets.max())}, but MNIST's classes "
+            f"are 0 to {NUM_CLASSES - 1}: the file is damaged; {refetch_hint(label_file)}"
+        )
     return dataset.data, dataset.targets
 
 
@@ -225,7 +245,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         for train in (True, False):
-            load_mnist_split(self.root, train, self.download)
+            ensure_mnist_files(self.root, train, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

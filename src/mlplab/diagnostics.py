@@ -8,6 +8,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from mlplab.nets import linear_layers
+from mlplab.results import (
+    ACTIVATION_MEAN,
+    DEAD_FRACTION,
+    GRAD_NORM,
+    GRAD_NORM_RATIO,
+    SATURATED_FRACTION,
+    layer_tag,
+)
 
 # Units of these activations are dead when they output <= 0 for every input: no gradient
 # (ReLU) or almost none flows back through them.
@@ -56,27 +64,25 @@ class TrainingDiagnostics(L.Callback):
         outputs = hidden_outputs(network, features)
         values = {}
         for index, (activation, output) in enumerate(outputs, start=1):
-            values[f"activation/mean/layer_{index}"] = output.mean()
+            values[layer_tag(ACTIVATION_MEAN, index)] = output.mean()
             if isinstance(activation, RELU_FAMILY):
-                values[f"activation/dead_fraction/layer_{index}"] = dead_fraction(output)
+                values[layer_tag(DEAD_FRACTION, index)] = dead_fraction(output)
             bounds = SATURATION_BOUNDS.get(type(activation))
             if bounds:
-                values[f"activation/saturated_fraction/layer_{index}"] = saturated_fraction(
-                    output, *bounds
-                )
+                values[layer_tag(SATURATED_FRACTION, index)] = saturated_fraction(output, *bounds)
         write_to_loggers(trainer, values, trainer.global_step)
         if self.histograms and isinstance(trainer.logger, TensorBoardLogger):
             for index, (_, output) in enumerate(outputs, start=1):
                 trainer.logger.experiment.add_histogram(
-                    f"activations/layer_{index}", output, trainer.global_step
+                    layer_tag("activations", index), output, trainer.global_step
                 )
 
 
 def gradient_norms(network: nn.Module) -> dict[str, torch.Tensor]:
     """L2 norm of each Linear weight's gradient, and the first layer's over the last one's."""
     norms = [layer.weight.grad.norm() for layer in linear_layers(network)]
-    values = {f"grad_norm/layer_{index}": norm for index, norm in enumerate(norms, start=1)}
-    values["grad_norm/first_to_last_ratio"] = norms[0] / norms[-1]
+    values = {layer_tag(GRAD_NORM, index): norm for index, norm in enumerate(norms, start=1)}
+    values[GRAD_NORM_RATIO] = norms[0] / norms[-1]
     return values
 
 
@@ -122,5 +128,5 @@ def write_parameter_histograms(logger: TensorBoardLogger, network: nn.Module, st
     """Histograms of each Linear layer's weights and of their gradients."""
     writer = logger.experiment
     for index, layer in enumerate(linear_layers(network), start=1):
-        writer.add_histogram(f"weights/layer_{index}", layer.weight, step)
-        writer.add_histogram(f"gradients/layer_{index}", layer.weight.grad, step)
+        writer.add_histogram(layer_tag("weights", index), layer.weight, step)
+        writer.add_histogram(layer_tag("gradients", index), layer.weight.grad, step)

@@ -9,9 +9,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab.checkpoints import read_checkpoint
-from mlplab.errors import ConfigError
-from mlplab.run import build_classifier
+from mlplab import results
+from mlplab.build import build_classifier
+from mlplab.errors import one_line_errors
+from mlplab.safety.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,14 @@ def evaluate_checkpoint(ckpt_path: Path, data_root: str | None, accelerator: str
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    (results,) = trainer.test(classifier, datamodule=datamodule, verbose=False)
-    return results
+    (scores,) = trainer.test(classifier, datamodule=datamodule, verbose=False)
+    return scores
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Print the checkpoint's test results in one line; a mistake in one line and exit status 2."""
     logging.getLogger("lightning").handlers.clear()
-    try:
-        results = evaluate_checkpoint(Path(cfg.ckpt_path), cfg.data_root, cfg.accelerator)
-    except ConfigError as error:
-        log.error(f"error: {error}")
-        raise SystemExit(2) from None
-    log.info(f"test/acc {results['test/acc']:.4f}  test/loss {results['test/loss']:.4f}")
-    return results
+    with one_line_errors():
+        scores = evaluate_checkpoint(Path(cfg.ckpt_path), cfg.data_root, cfg.accelerator)
+    log.info(f"test/acc {scores[results.TEST_ACC]:.4f}  test/loss {scores[results.TEST_LOSS]:.4f}")
+    return scores

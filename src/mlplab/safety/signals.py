@@ -10,12 +10,13 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from mlplab.errors import RunInterrupted
+from mlplab.results import LAST_CHECKPOINT
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SaveOnSignal(Callback):
-    """On SIGINT or SIGTERM, save a checkpoint to `path` after the current step and stop.
+    """On SIGINT or SIGTERM, save last.ckpt in `folder` after the current step and stop.
 
     The checkpoint is taken where Lightning's own step checkpoints are (after a training step),
     so the resumed run continues exactly where this one stopped. The run stops when the next
@@ -24,8 +25,8 @@ class SaveOnSignal(Callback):
     last validation lets the run finish instead.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
+    def __init__(self, folder: str) -> None:
+        self.path = Path(folder) / LAST_CHECKPOINT
         self.received: signal.Signals | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, step)
         self.previous_handlers: dict[signal.Signals, Any] = {}

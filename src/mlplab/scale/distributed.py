@@ -16,34 +16,50 @@ from contextlib import contextmanager
 
 import lightning as L
 import torch.distributed
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig
+
+from mlplab.errors import ConfigError
 
 # What a launcher tells the processes it starts; cleared after each job so that the next
 # job of a multirun starts processes of its own.
 PROCESS_GROUP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
-def job_command(hydra: DictConfig, local_rank: int) -> list[str]:
-    """`python -m train` with this job's overrides, run as a single run in this job's folder."""
+def job_command(hydra: DictConfig) -> list[str]:
+    """`python -m train` that runs this job again as a single run in this job's folder.
+
+    `hydra` is the job's Hydra config; the command names the job's primary config by its
+    folder too, so a resumed run (whose config is the run folder's saved one) is found again.
+    """
+    primary = next(source for source in hydra.runtime.config_sources if source.provider == "main")
+    config_path = [f"--config-path={primary.path}"] if primary.schema == "file" else []
     return [
         sys.executable,
         "-m",
         "train",
+        *config_path,
         f"--config-name={hydra.job.config_name}",
         *hydra.overrides.task,
         # Quoted: a multirun job folder holds "=" and "," from its overrides.
         f'hydra.run.dir="{hydra.runtime.output_dir}"',
         # Only the first process writes .hydra/ and train.log; the others log beside it.
         "hydra.output_subdir=null",
-        f"hydra.job.name={hydra.job.name}_rank{local_rank}",
     ]
 
 
+def rank_command(job_command: list[str], local_rank: int) -> list[str]:
+    """`job_command` for the process of `local_rank`, which logs to rank<k>.log."""
+    return [*job_command, f"hydra.job.name=rank{local_rank}"]
+
+
 class HydraJobLauncher(_SubprocessScriptLauncher):
-    """Starts local ranks 1.. of this node by running the current Hydra job again."""
+    """Starts local ranks 1.. of this node by running `job_command`, the current Hydra job."""
+
+    def __init__(self, *args, job_command: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_command = job_command
 
     def _call_children_scripts(self) -> None:
         self._check_can_spawn_children()
@@ -52,23 +68,34 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         os.environ["NODE_RANK"] = str(self.cluster_environment.node_rank())
         os.environ["LOCAL_RANK"] = str(self.cluster_environment.local_rank())
         os.environ["WORLD_SIZE"] = str(self.num_processes * self.num_nodes)
-        hydra = HydraConfig.get()
         for local_rank in range(1, self.num_processes):
             env = {**os.environ, "LOCAL_RANK": str(local_rank)}
-            command = job_command(hydra, local_rank)
-            self.procs.append(subprocess.Popen(command, env=env, cwd=hydra.runtime.cwd))
+            command = rank_command(self.job_command, local_rank)
+            self.procs.append(subprocess.Popen(command, env=env))
 
 
 class HydraJobDDPStrategy(DDPStrategy):
     """Lightning's `ddp` strategy, with the processes of a node started by HydraJobLauncher.
 
-    Where a cluster starts the processes itself (SLURM's srun, torchrun), nothing is launched
-    and this is plain `ddp`.
+    `job_command` re-runs the current job (see `job_command()`). Where a cluster starts the
+    processes itself (SLURM's srun, torchrun), nothing is launched and this is plain `ddp`.
     """
 
+    def __init__(self, *args, job_command: list[str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_command = job_command
+
     def _configure_launcher(self) -> None:
+        if self.job_command is None:
+            raise ConfigError(
+                "trainer.strategy=HydraJobDDPStrategy starts its processes by running the job "
+                "again and needs the job's command: train through `python -m train`"
+            )
         self._launcher = HydraJobLauncher(
-            self.cluster_environment, self.num_processes, self.num_nodes
+            self.cluster_environment,
+            self.num_processes,
+            self.num_nodes,
+            job_command=self.job_command,
         )
 
 

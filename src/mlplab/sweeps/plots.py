@@ -10,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mlplab.report import Job  # noqa: E402
+from mlplab import results  # noqa: E402
+from mlplab.sweeps.jobs import Job  # noqa: E402
 
 
 def mean_curve(jobs: list[Job], tag: str) -> tuple[list[int], list[float]]:
@@ -25,9 +26,9 @@ def mean_curve(jobs: list[Job], tag: str) -> tuple[list[int], list[float]]:
 def median_norm_per_layer(jobs: list[Job]) -> list[float]:
     """Per Linear layer, the median gradient norm over training, averaged over jobs."""
     per_job = [
-        [statistics.median(job.series(tag)) for tag in job.layer_tags("grad_norm")]
+        [statistics.median(job.series(tag)) for tag in job.layer_tags(results.GRAD_NORM)]
         for job in jobs
-        if job.layer_tags("grad_norm")
+        if job.layer_tags(results.GRAD_NORM)
     ]
     if not per_job:
         return []
@@ -42,25 +43,25 @@ def save(figure, path: Path) -> None:
 
 
 def plot_sweep(groups: dict[str, list[Job]], sweep_dir: Path) -> None:
-    """Write val_acc.png, train_loss.png and grad_norms.png into `sweep_dir`."""
+    """Write the validation accuracy, training loss and gradient norm plots into `sweep_dir`."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
-        _, values = mean_curve(jobs, "val/acc")
+        _, values = mean_curve(jobs, results.VAL_ACC)
         axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
     axes.set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="val/acc")
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
-    save(figure, sweep_dir / "val_acc.png")
+    save(figure, sweep_dir / results.VAL_ACC_PLOT)
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
-        steps, values = mean_curve(jobs, "train/loss_step")
+        steps, values = mean_curve(jobs, results.TRAIN_LOSS_STEP)
         axes.plot(steps, values, label=label)
     axes.set(title="Training loss", xlabel="step", ylabel="cross-entropy (log scale)", yscale="log")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
-    save(figure, sweep_dir / "train_loss.png")
+    save(figure, sweep_dir / results.TRAIN_LOSS_PLOT)
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
@@ -76,4 +77,4 @@ def plot_sweep(groups: dict[str, list[Job]], sweep_dir: Path) -> None:
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3, which="both")
-    save(figure, sweep_dir / "grad_norms.png")
+    save(figure, sweep_dir / results.GRAD_NORMS_PLOT)

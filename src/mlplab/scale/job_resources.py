@@ -26,17 +26,20 @@ def gpu_for_job(job_num: int, gpu_count: int) -> int:
     return job_num % gpu_count
 
 
-def share_machine(cfg: DictConfig, hydra: DictConfig) -> None:
+def share_machine(cfg: DictConfig, job_number: int, jobs: int) -> None:
     """Give this job its share of the cores and, with several GPUs, a GPU of its own.
 
+    `jobs` run side by side on this machine; `job_number` is this one's number in the sweep.
     The GPU is chosen with trainer.devices=[index] rather than CUDA_VISIBLE_DEVICES: joblib
     reuses its worker processes, and CUDA reads that variable only once per process.
     """
-    cores = len(os.sched_getaffinity(0))
-    jobs = jobs_at_once(hydra.launcher, cores)
     if jobs == 1:
         return
-    torch.set_num_threads(threads_per_job(cores, jobs))
+    torch.set_num_threads(threads_per_job(available_cores(), jobs))
     gpu_count = torch.cuda.device_count()
     if cfg.trainer.accelerator in GPU_ACCELERATORS and cfg.trainer.devices == 1 and gpu_count > 1:
-        cfg.trainer.devices = [gpu_for_job(hydra.job.num, gpu_count)]
+        cfg.trainer.devices = [gpu_for_job(job_number, gpu_count)]
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))

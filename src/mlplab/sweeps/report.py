@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
+
+from mlplab import results
+from mlplab.sweeps.jobs import Job, find_jobs
 
 GROUPING_KEYS_IGNORED = ("seed", "data.root")  # runs that differ only by these are grouped
 SUMMARY_COLUMNS = (
@@ -29,56 +29,6 @@ SUMMARY_COLUMNS = (
     "train_seconds",
     "status",
 )
-
-
-@dataclass
-class Job:
-    """One run of the sweep: its command-line overrides, metrics.json and TensorBoard scalars."""
-
-    folder: Path
-    overrides: dict[str, str]
-    metrics: dict[str, Any]
-    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-
-    def series(self, tag: str) -> list[float]:
-        return [value for _, value in self.scalars.get(tag, [])]
-
-    def layer_tags(self, prefix: str) -> list[str]:
-        """Tags `prefix/layer_1`, `prefix/layer_2`, ... present in this job, in layer order."""
-        tags = [tag for tag in self.scalars if tag.startswith(f"{prefix}/layer_")]
-        return sorted(tags, key=lambda tag: int(tag.rsplit("_", 1)[1]))
-
-
-def read_overrides(folder: Path) -> dict[str, str]:
-    lines = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
-    pairs = (line.lstrip("+~").split("=", 1) for line in lines if "=" in line)
-    return {key: value for key, value in pairs if not key.startswith("hydra.")}
-
-
-def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not log_dir.is_dir():
-        return {}
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
-    return {
-        tag: [(point.step, point.value) for point in events.Scalars(tag)]
-        for tag in events.Tags()["scalars"]
-    }
-
-
-def read_job(folder: Path) -> Job:
-    metrics_file = folder / "metrics.json"
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
-    else:
-        metrics = {"status": "unfinished", "error": "no metrics.json: the job stopped early"}
-    return Job(folder, read_overrides(folder), metrics, read_scalars(folder / "tensorboard"))
-
-
-def find_jobs(sweep_dir: Path) -> list[Job]:
-    folders = [path.parent.parent for path in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    return [read_job(folder) for folder in sorted(folders, key=lambda path: path.name)]
 
 
 def configuration_labels(jobs: list[Job]) -> list[str]:
@@ -113,8 +63,8 @@ def summarise(label: str, jobs: list[Job]) -> dict[str, Any]:
         present = [value for value in values if value is not None]
         return statistics.fmean(present) if present else None
 
-    test_acc, test_acc_std = mean_and_std(completed_values("test/acc"))
-    best_val_acc, best_val_acc_std = mean_and_std(completed_values("val/acc"))
+    test_acc, test_acc_std = mean_and_std(completed_values(results.TEST_ACC))
+    best_val_acc, best_val_acc_std = mean_and_std(completed_values(results.VAL_ACC))
     statuses = defaultdict(int)
     for job in jobs:
         statuses[job.metrics.get("status", "unknown")] += 1
@@ -125,21 +75,21 @@ def summarise(label: str, jobs: list[Job]) -> dict[str, Any]:
         "test_acc_std": test_acc_std,
         "best_val_acc": best_val_acc,
         "best_val_acc_std": best_val_acc_std,
-        "final_train_loss": per_job([job.metrics.get("train/loss") for job in jobs]),
+        "final_train_loss": per_job([job.metrics.get(results.TRAIN_LOSS) for job in jobs]),
         # The median over training: one outlier step does not move it.
         "grad_norm_ratio": per_job(
             [
-                statistics.median(job.series("grad_norm/first_to_last_ratio"))
-                if job.series("grad_norm/first_to_last_ratio")
+                statistics.median(job.series(results.GRAD_NORM_RATIO))
+                if job.series(results.GRAD_NORM_RATIO)
                 else None
                 for job in jobs
             ]
         ),
         "dead_fraction": per_job(
-            [last_epoch_mean_over_layers(job, "activation/dead_fraction") for job in jobs]
+            [last_epoch_mean_over_layers(job, results.DEAD_FRACTION) for job in jobs]
         ),
         "saturated_fraction": per_job(
-            [last_epoch_mean_over_layers(job, "activation/saturated_fraction") for job in jobs]
+            [last_epoch_mean_over_layers(job, results.SATURATED_FRACTION) for job in jobs]
         ),
         "epochs": per_job([job.metrics.get("epochs") for job in jobs]),
         "train_seconds": per_job([job.metrics.get("train_seconds") for job in jobs]),
@@ -178,19 +128,19 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write summary.csv, summary.md and the plots into `sweep_dir`; return the rows."""
-    from mlplab.report_plots import plot_sweep
+    """Write the summary table (CSV, markdown) and the plots into `sweep_dir`; return the rows."""
+    from mlplab.sweeps.plots import plot_sweep  # matplotlib only when plots are drawn
 
     jobs = find_jobs(sweep_dir)
     groups: dict[str, list[Job]] = defaultdict(list)
     for label, job in zip(configuration_labels(jobs), jobs):
         groups[label].append(job)
     rows = [summarise(label, group) for label, group in groups.items()]
-    with (sweep_dir / "summary.csv").open("w", newline="") as file:
+    with (sweep_dir / results.SUMMARY_CSV).open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    (sweep_dir / "summary.md").write_text(markdown_table(rows))
+    (sweep_dir / results.SUMMARY_MARKDOWN).write_text(markdown_table(rows))
     plot_sweep(groups, sweep_dir)
     return rows
 

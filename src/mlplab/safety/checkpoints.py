@@ -12,8 +12,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mlplab.errors import ConfigError
 
-LAST_CHECKPOINT = "last.ckpt"
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Saves through a temporary file in the same folder, so a file is either old or whole.

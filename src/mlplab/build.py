@@ -1,0 +1,77 @@
+"""Config -> objects: the network and its init, the classifier, loggers, callbacks, the trainer.
+
+Running, evaluating and benchmarking all build through these functions; none of them runs
+anything.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from mlplab.classifier import Classifier
+from mlplab.nets import init_linear_weights
+from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.scale.distributed import HydraJobDDPStrategy
+
+
+def build_network(cfg: DictConfig) -> nn.Module:
+    """The model group's network with the init group's weights, compiled if asked."""
+    network = instantiate(cfg.model)
+    init_linear_weights(network, instantiate(cfg.init.weight))
+    if cfg.compile:
+        network.compile()  # in place: parameter names, and so checkpoints, stay the same
+    return network
+
+
+def build_classifier(cfg: DictConfig) -> Classifier:
+    """The network inside the LightningModule with its optimiser and scheduler."""
+    return Classifier(
+        build_network(cfg),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
+        num_classes=cfg.model.num_classes,
+        hparams=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_logger(cfg: DictConfig, resumed_step: int | None) -> Logger | None:
+    if not cfg.logger:
+        return None
+    if resumed_step is not None and get_class(cfg.logger._target_) is TensorBoardLogger:
+        # TensorBoard drops the points the stopped run wrote after its checkpoint, so the
+        # resumed run's curves continue from there without a second, overlapping stretch.
+        return instantiate(cfg.logger, purge_step=resumed_step)
+    return instantiate(cfg.logger)
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
+    if cfg.diagnostics:
+        callbacks.append(instantiate(cfg.diagnostics))
+    return callbacks
+
+
+def build_strategy(strategy: DictConfig | str, job_command: list[str] | None):
+    """The trainer's strategy; mlplab's DDP strategy learns the command that re-runs this job."""
+    if not isinstance(strategy, DictConfig):
+        return strategy
+    if issubclass(get_class(strategy._target_), HydraJobDDPStrategy):
+        return instantiate(strategy, job_command=job_command)
+    return instantiate(strategy)
+
+
+def build_trainer(
+    cfg: DictConfig, resumed_step: int | None = None, job_command: list[str] | None = None
+) -> L.Trainer:
+    """The Trainer of a run; `resumed_step` for a resumed run, `job_command` for DDP children."""
+    return instantiate(
+        cfg.trainer,
+        strategy=build_strategy(cfg.trainer.strategy, job_command),
+        logger=build_logger(cfg, resumed_step) or False,
+        callbacks=build_callbacks(cfg),
+        plugins=[AtomicCheckpointIO()],
+    )

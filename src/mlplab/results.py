@@ -1,0 +1,67 @@
+"""What a run leaves in its folder (file names, metric keys, tag names, metrics.json) and
+what the sweep report writes.
+
+Everything that writes or reads a run's results (the run, its diagnostics, the sweep report
+and its plots) takes these names from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+TENSORBOARD_FOLDER = "tensorboard"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+def metric_key(stage: str, name: str) -> str:
+    """`stage/name`, e.g. val/acc: the key of a metric the classifier logs."""
+    return f"{stage}/{name}"
+
+
+# Metric keys: logged by the classifier, written to metrics.json.
+TRAIN_LOSS, TRAIN_ACC = metric_key("train", "loss"), metric_key("train", "acc")
+VAL_LOSS, VAL_ACC = metric_key("val", "loss"), metric_key("val", "acc")
+TEST_LOSS, TEST_ACC = metric_key("test", "loss"), metric_key("test", "acc")
+TRAIN_LOSS_STEP = metric_key("train", "loss_step")  # every log_every_n_steps steps
+# The results that TensorBoard's HPARAMS tab pairs with the hyperparameters.
+HPARAMS_RESULTS = (TEST_ACC, TEST_LOSS, VAL_ACC)
+
+# Diagnostics tags.
+GRAD_NORM = "grad_norm"
+GRAD_NORM_RATIO = "grad_norm/first_to_last_ratio"
+ACTIVATION_MEAN = "activation/mean"
+DEAD_FRACTION = "activation/dead_fraction"
+SATURATED_FRACTION = "activation/saturated_fraction"
+
+
+# What the sweep report writes into a sweep folder.
+SUMMARY_CSV, SUMMARY_MARKDOWN = "summary.csv", "summary.md"
+VAL_ACC_PLOT, TRAIN_LOSS_PLOT, GRAD_NORMS_PLOT = "val_acc.png", "train_loss.png", "grad_norms.png"
+
+
+def layer_tag(prefix: str, layer: int) -> str:
+    """`prefix/layer_k`, the tag of a per-layer value (layers count from 1 at the input)."""
+    return f"{prefix}/layer_{layer}"
+
+
+def layer_number(tag: str) -> int:
+    """k of a `prefix/layer_k` tag."""
+    return int(tag.rsplit("_", 1)[1])
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """Write metrics.json through a temporary file, so it is always the old or the new one."""
+    path = run_dir / METRICS_FILE
+    partial = path.with_name(f".{METRICS_FILE}.partial")
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """A run's metrics.json, or None where the run has not written one."""
+    path = run_dir / METRICS_FILE
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,1 @@
+"""What keeps a run safe: atomic checkpoints, resume, signals, run folders."""

@@ -1,0 +1,1 @@
+"""What spans the runs of a sweep: the summary table and its plots."""

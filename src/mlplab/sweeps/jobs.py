@@ -1,0 +1,68 @@
+"""The jobs of a sweep folder as the report reads them: overrides, metrics.json and curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlplab import results
+from mlplab.errors import ConfigError
+
+
+@dataclass
+class Job:
+    """One run of the sweep: its command-line overrides, metrics.json and TensorBoard scalars."""
+
+    folder: Path
+    overrides: dict[str, str]
+    metrics: dict[str, Any]
+    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def series(self, tag: str) -> list[float]:
+        return [value for _, value in self.scalars.get(tag, [])]
+
+    def layer_tags(self, prefix: str) -> list[str]:
+        """Tags `prefix/layer_1`, `prefix/layer_2`, ... present in this job, in layer order."""
+        tags = [tag for tag in self.scalars if tag.startswith(results.layer_tag(prefix, ""))]
+        return sorted(tags, key=results.layer_number)
+
+
+def read_overrides(folder: Path) -> dict[str, str]:
+    lines = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
+    pairs = (line.lstrip("+~").split("=", 1) for line in lines if "=" in line)
+    return {key: value for key, value in pairs if not key.startswith("hydra.")}
+
+
+def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not log_dir.is_dir():
+        return {}
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
+    return {
+        tag: [(point.step, point.value) for point in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+    }
+
+
+def read_job(folder: Path) -> Job:
+    metrics = results.read_metrics(folder) or {
+        "status": "unfinished",
+        "error": f"no {results.METRICS_FILE}: the job stopped early",
+    }
+    scalars = read_scalars(folder / results.TENSORBOARD_FOLDER)
+    return Job(folder, read_overrides(folder), metrics, scalars)
+
+
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    """The jobs of a sweep folder, in the order of their folder names."""
+    folders = [path.parent.parent for path in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    if not folders:
+        raise ConfigError(
+            f"{sweep_dir} holds no runs (no */.hydra/overrides.yaml): give a sweep folder, "
+            "such as outputs/sweeps/<date>_<time>_<suffix>"
+        )
+    return [read_job(folder) for folder in sorted(folders, key=lambda path: path.name)]
