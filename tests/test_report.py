@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mlplab.sweeps.report import configuration_labels, write_report
+from mlplab.sweeps.report import configuration_labels, markdown_table, write_report
 from tests.conftest import SMALL_RUN
 
 
@@ -136,13 +136,13 @@ def write_job(folder, overrides: list[str], metrics: dict, scalars: dict[str, li
 
 def test_report_statistics_equal_values_computed_by_hand(tmp_path):
     runs = [  # (seed, test/acc, val/acc, train/loss, seconds, gradient ratios, dead per layer)
-        (1, 0.90, 0.91, 0.30, 10.0, [1.0, 5.0, 2.0, 9.0], ([0.5, 0.1], [0.4, 0.3])),
-        (2, 0.92, 0.95, 0.20, 12.0, [2.0, 2.0, 8.0], ([0.6, 0.2], [0.2, 0.1])),
-        (3, 0.97, 0.93, 0.10, 14.0, [4.0, 1.0, 3.0], ([0.9, 0.0], [0.8, 0.6])),
+        (1, 0.90, 0.91, 0.30, 10.0, [1.0, 5.0, 2.0, 9.0], ([0.7, 0.5, 0.1], [0.1, 0.4, 0.3])),
+        (2, 0.92, 0.95, 0.20, 12.0, [2.0, 2.0, 8.0], ([0.1, 0.6, 0.2], [0.9, 0.2, 0.1])),
+        (3, 0.97, 0.93, 0.10, 14.0, [4.0, 1.0, 3.0], ([0.3, 0.9, 0.0], [0.5, 0.8, 0.6])),
     ]
     for seed, test_acc, val_acc, train_loss, seconds, ratios, dead in runs:
         metrics = {"status": "completed", "test/acc": test_acc, "val/acc": val_acc}
-        metrics |= {"train/loss": train_loss, "epochs": 2, "train_seconds": seconds}
+        metrics |= {"train/loss": train_loss, "epochs": 3, "train_seconds": seconds}
         scalars = {"grad_norm/first_to_last_ratio": ratios}
         scalars |= {f"activation/dead_fraction/layer_{k}": v for k, v in enumerate(dead, 1)}
         write_job(
@@ -168,5 +168,51 @@ def test_report_statistics_equal_values_computed_by_hand(tmp_path):
     # Per job the last epoch's value averaged over layers (0.2, 0.15, 0.3), then over jobs.
     assert row["dead_fraction"] == pytest.approx((0.2 + 0.15 + 0.3) / 3)
     assert row["saturated_fraction"] is None
-    assert row["epochs"] == 2
+    assert row["epochs"] == 3
     assert row["train_seconds"] == pytest.approx(12.0)
+
+
+def test_one_seed_has_no_spread_and_saturation_is_the_last_epochs_mean_over_layers(tmp_path):
+    metrics = {"status": "completed", "test/acc": 0.8, "val/acc": 0.7, "epochs": 3}
+    saturated = {"activation/saturated_fraction/layer_1": [0.9, 0.8, 0.6]}
+    saturated["activation/saturated_fraction/layer_2"] = [0.1, 0.3, 0.2]
+    write_job(tmp_path / "0_activation=sigmoid", ["activation=sigmoid"], metrics, saturated)
+    write_job(tmp_path / "1_activation=relu", ["activation=relu"], {"epochs": 3}, {})
+    write_job(tmp_path / "2_seed=5", ["seed=5"], {"status": "completed", "test/acc": 0.5}, {})
+
+    sigmoid, relu, default = write_report(tmp_path)
+
+    assert (sigmoid["configuration"], sigmoid["n"]) == ("activation=sigmoid", 1)
+    assert (sigmoid["test_acc"], sigmoid["test_acc_std"]) == (0.8, 0.0)
+    assert (sigmoid["best_val_acc"], sigmoid["best_val_acc_std"]) == (0.7, 0.0)
+    assert sigmoid["saturated_fraction"] == pytest.approx((0.6 + 0.2) / 2)
+    assert sigmoid["dead_fraction"] is None
+    # A metrics.json without a status (written by hand, or by another tool) is not hidden.
+    assert (relu["status"], relu["test_acc"], relu["epochs"]) == ("1 unknown", None, 3)
+    # A job that left the swept key at its default says so.
+    assert default["configuration"] == "activation=(default)"
+
+
+def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_its_mean():
+    row = {
+        "configuration": "activation=relu",
+        "n": 3,
+        "test_acc": 0.97514,
+        "test_acc_std": 0.00123,
+        "best_val_acc": 0.98,
+        "best_val_acc_std": 0.0,
+        "final_train_loss": 0.123456,
+        "grad_norm_ratio": 0.000123,
+        "dead_fraction": 0.125,
+        "saturated_fraction": None,
+        "epochs": 15.0,
+        "train_seconds": 20.04,
+        "status": "3 completed",
+    }
+    assert markdown_table([row]) == (
+        "| configuration | n | test_acc | best_val_acc | final_train_loss | grad_norm_ratio | "
+        "dead_fraction | saturated_fraction | epochs | train_seconds | status |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| activation=relu | 3 | 0.9751 ± 0.0012 | 0.9800 ± 0.0000 | 0.1235 | 1.23e-04 | "
+        "12.5% | – | 15.0 | 20.0 | 3 completed |\n"
+    )
