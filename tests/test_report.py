@@ -111,10 +111,13 @@ def test_configuration_labels_name_only_the_overrides_that_vary():
     from mlplab.sweeps.jobs import Job
 
     jobs = [
-        Job(None, {"activation": "relu", "optimizer": "sgd", "seed": "1"}, {}),
-        Job(None, {"activation": "sigmoid", "optimizer": "sgd", "seed": "2"}, {}),
+        Job(None, {"activation": "relu", "optimizer": "sgd", "init": "normal", "seed": "1"}, {}),
+        Job(None, {"activation": "sigmoid", "optimizer": "sgd", "init": "xavier", "seed": "2"}, {}),
     ]
-    assert configuration_labels(jobs) == ["activation=relu", "activation=sigmoid"]
+    assert configuration_labels(jobs) == [
+        "activation=relu, init=normal",
+        "activation=sigmoid, init=xavier",
+    ]
 
 
 def write_job(folder, overrides: list[str], metrics: dict, scalars: dict[str, list[float]]) -> None:
@@ -172,13 +175,15 @@ def test_report_statistics_equal_values_computed_by_hand(tmp_path):
     assert row["train_seconds"] == pytest.approx(12.0)
 
 
-def test_one_seed_has_no_spread_and_saturation_is_the_last_epochs_mean_over_layers(tmp_path):
+def test_one_seed_has_no_spread_two_have_one_and_saturation_is_the_last_epochs_mean(tmp_path):
     metrics = {"status": "completed", "test/acc": 0.8, "val/acc": 0.7, "epochs": 3}
     saturated = {"activation/saturated_fraction/layer_1": [0.9, 0.8, 0.6]}
     saturated["activation/saturated_fraction/layer_2"] = [0.1, 0.3, 0.2]
     write_job(tmp_path / "0_activation=sigmoid", ["activation=sigmoid"], metrics, saturated)
     write_job(tmp_path / "1_activation=relu", ["activation=relu"], {"epochs": 3}, {})
-    write_job(tmp_path / "2_seed=5", ["seed=5"], {"status": "completed", "test/acc": 0.5}, {})
+    for seed, test_acc in ((5, 0.5), (6, 0.7)):
+        completed = {"status": "completed", "test/acc": test_acc}
+        write_job(tmp_path / f"{seed - 3}_seed={seed}", [f"seed={seed}"], completed, {})
 
     sigmoid, relu, default = write_report(tmp_path)
 
@@ -191,6 +196,8 @@ def test_one_seed_has_no_spread_and_saturation_is_the_last_epochs_mean_over_laye
     assert (relu["status"], relu["test_acc"], relu["epochs"]) == ("1 unknown", None, 3)
     # A job that left the swept key at its default says so.
     assert default["configuration"] == "activation=(default)"
+    # Two seeds: the sample standard deviation of 0.5 and 0.7.
+    assert (default["n"], default["test_acc_std"]) == (2, pytest.approx(0.2 / 2**0.5))
 
 
 def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_its_mean():
@@ -204,7 +211,7 @@ def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_i
         "final_train_loss": 0.123456,
         "grad_norm_ratio": 0.000123,
         "dead_fraction": 0.125,
-        "saturated_fraction": None,
+        "saturated_fraction": 0.5,
         "epochs": 15.0,
         "train_seconds": 20.04,
         "status": "3 completed",
@@ -214,5 +221,5 @@ def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_i
         "dead_fraction | saturated_fraction | epochs | train_seconds | status |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
         "| activation=relu | 3 | 0.9751 ± 0.0012 | 0.9800 ± 0.0000 | 0.1235 | 1.23e-04 | "
-        "12.5% | – | 15.0 | 20.0 | 3 completed |\n"
+        "12.5% | 50.0% | 15.0 | 20.0 | 3 completed |\n"
     )
