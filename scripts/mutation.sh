@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the modules that produce numbers, with mutmut (settings: [tool.mutmut]
 # in pyproject.toml). Run from an environment where `pip install -e '.[dev,mutation]'` was done:
-#   bash scripts/mutation.sh            # all mutants (about an hour on 2 cores)
-#   bash scripts/mutation.sh 'mlplab.sweeps.report*'   # only some
+#   bash scripts/mutation.sh                     # every mutant (many hours: see README)
+#   bash scripts/mutation.sh 'mlplab.sweeps.*'   # only some
 # mutmut runs the tests against a mutated copy of src/ in mutants/. Python must import that
 # copy, not the editable install, so the tests run in a second environment that reuses this
 # one's packages but does not install mlplab.
