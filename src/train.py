@@ -7,6 +7,8 @@ the facts of the job, and turns a known error into one line and an exit status.
 
 import logging
 import sys
+from contextlib import nullcontext
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlplab.errors import one_line_errors
 from mlplab.safety.resume import resume_arguments
-from mlplab.safety.run_folders import register_unique_suffix_resolver
+from mlplab.safety.run_folders import one_writer, register_unique_suffix_resolver
 
 register_unique_suffix_resolver()
 
@@ -32,13 +34,17 @@ def main(cfg: DictConfig) -> float:
     logging.getLogger("lightning").handlers.clear()
     runtime = HydraConfig.get()
     OmegaConf.resolve(cfg)  # output_dir and every path below it, from Hydra's runtime
+    in_sweep = runtime.mode == RunMode.MULTIRUN
     job = JobFacts(
         number=runtime.job.get("num") or 0,
+        in_sweep=in_sweep,
         jobs_at_once=jobs_at_once(runtime.launcher, available_cores()),
         overrides=tuple(runtime.overrides.task),
         command=job_command(runtime),
     )
-    with one_line_errors(stop=runtime.mode != RunMode.MULTIRUN):
+    # A single run holds its folder while it writes there; a sweep's job folders are its own.
+    holding = nullcontext() if in_sweep else one_writer(Path(cfg.output_dir))
+    with one_line_errors(stop=not in_sweep), holding:
         return run_job(cfg, job)["val/acc"]
     return float("nan")  # a failed job of a sweep: its metrics.json says why; the others go on
 

@@ -161,6 +161,8 @@ def test_data_option_builds_the_mnist_datamodule(small_run_config):
     [
         ("parallel", "JoblibLauncher", {"n_jobs": 2}),
         ("slurm", "SlurmLauncher", {"timeout_min": 60, "gpus_per_node": 1, "tasks_per_node": 1}),
+        # Requeued when pre-empted or at the time limit, warned early enough to save.
+        ("slurm", "SlurmLauncher", {"signal_delay_s": 120, "max_num_timeout": 20}),
     ],
 )
 def test_launcher_presets_extend_the_plugins_configs(launcher, target, settings):

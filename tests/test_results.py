@@ -3,6 +3,7 @@
 import ast
 from pathlib import Path
 
+import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mlplab import results
@@ -73,3 +74,23 @@ def test_no_two_modules_import_each_other_directly_or_through_others():
 
     cycles = [module for module in graph if reaches(module, module, {module})]
     assert cycles == []
+
+
+def test_metrics_that_cannot_be_written_leave_the_previous_file_whole(tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    results.write_metrics(tmp_path, {"status": "completed", "test/acc": 0.5})
+    real_write_text = pathlib.Path.write_text
+
+    def disk_full_midway(self, text, *args, **kwargs):
+        real_write_text(self, text[:7], *args, **kwargs)  # a part gets out, then the disk fills
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", disk_full_midway)
+    with pytest.raises(OSError) as error:
+        results.write_metrics(tmp_path, {"status": "failed", "error": "x"})
+    monkeypatch.undo()
+    assert error.value.filename == str(tmp_path / results.METRICS_FILE)
+    assert results.read_metrics(tmp_path) == {"status": "completed", "test/acc": 0.5}
+    assert [path.name for path in tmp_path.iterdir()] == [results.METRICS_FILE]

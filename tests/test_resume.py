@@ -120,9 +120,12 @@ def test_sweep_job_resumed_with_every_allowed_override_equals_a_longer_run(tiny_
     assert "=" in job.name and "," in job.name
     data_copy = shutil.copytree(tiny_mnist, tmp_path / "moved_data")
 
+    saved_overrides = (job / ".hydra" / "overrides.yaml").read_text()
     overrides = [o.replace("/elsewhere/data", str(data_copy)) for o in README_RESUME_OVERRIDES]
     result = run_train([f"resume={job}", *overrides], tiny_mnist, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    # The job keeps the overrides it was started with: the sweep report labels it by them.
+    assert (job / ".hydra" / "overrides.yaml").read_text() == saved_overrides
 
     longer = tmp_path / "longer"
     two_epochs = [o for o in SMALL_RUN if o != "trainer.max_epochs=1"] + ["trainer.max_epochs=2"]

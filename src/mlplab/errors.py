@@ -12,11 +12,13 @@ log = logging.getLogger("mlplab")
 class KnownError(Exception):
     """A failure whose message says what went wrong and what to do; no traceback is needed.
 
-    `status` is what the run's metrics.json records; `exit_code` what the command exits with.
+    `status` is what the run's metrics.json records; `exit_code` what the command exits with;
+    `resumable` errors leave a checkpoint that `resume=` continues from.
     """
 
     status = "failed"
     exit_code = 1
+    resumable = False
 
 
 class ConfigError(KnownError, ValueError):
@@ -32,8 +34,17 @@ class TrainingDiverged(KnownError, RuntimeError):
     exit_code = 3
 
 
+class WriteFailed(KnownError, OSError):
+    """A file of the run could not be written: the disk is full, over quota or read-only."""
+
+    exit_code = 4
+    resumable = True
+
+
 class RunInterrupted(KnownError, RuntimeError):
-    """SIGINT or SIGTERM stopped the run after saving a checkpoint it can be resumed from."""
+    """A signal stopped the run after saving a checkpoint it can be resumed from."""
+
+    resumable = True
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)

@@ -15,6 +15,7 @@ from typing import Any
 METRICS_FILE = "metrics.json"
 TENSORBOARD_FOLDER = "tensorboard"
 LAST_CHECKPOINT = "last.ckpt"
+LOCK_FILE = ".lock"  # held by the run that writes the folder
 
 
 def metric_key(stage: str, name: str) -> str:
@@ -57,8 +58,12 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     """Write metrics.json through a temporary file, so it is always the old or the new one."""
     path = run_dir / METRICS_FILE
     partial = path.with_name(f".{METRICS_FILE}.partial")
-    partial.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(partial, path)
+    try:
+        partial.write_text(json.dumps(metrics, indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:

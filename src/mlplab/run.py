@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from mlplab import results
 from mlplab.build import build_classifier, build_trainer
 from mlplab.config_checks import check_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
-from mlplab.errors import KnownError, RunInterrupted
+from mlplab.errors import KnownError, WriteFailed
 from mlplab.safety.checkpoints import read_checkpoint
 from mlplab.scale.distributed import process_group_per_job
 from mlplab.scale.job_resources import share_machine
@@ -32,6 +34,7 @@ class JobFacts:
     """What a job knows besides its config: where it stands among the jobs of its command."""
 
     number: int = 0  # the job's number in its sweep (0 for a single run)
+    in_sweep: bool = False  # a job of a multirun: a failure is recorded and the sweep goes on
     jobs_at_once: int = 1  # how many jobs the launcher runs side by side on this machine
     overrides: tuple[str, ...] = ()  # the job's command-line overrides
     command: list[str] | None = field(default=None)  # re-runs this job alone (DDP processes)
@@ -53,14 +56,21 @@ def record_hyperparameters(logger: Logger, hparams: dict, metrics: dict, step: i
     logger.save()
 
 
-def resume_checkpoint(cfg: DictConfig) -> tuple[Path | None, int | None]:
-    """The checkpoint a `resume=` run continues from and its step; Nones for a fresh start."""
-    if not cfg.get("resume"):
+def resume_checkpoint(cfg: DictConfig, job: JobFacts) -> tuple[Path | None, int | None]:
+    """The checkpoint this run continues from and its step; Nones for a fresh start.
+
+    A `resume=` run continues from its last.ckpt, and so does a job of a sweep that finds one
+    in its folder: a job its cluster requeued after pre-empting it (sweep folders are new for
+    every sweep, so an earlier attempt of the same job is the only thing that leaves one).
+    """
+    if not (cfg.get("resume") or job.in_sweep):
         return None, None
     checkpoint = Path(cfg.checkpoint_dir) / results.LAST_CHECKPOINT
     if not checkpoint.exists():
-        log.info(f"{checkpoint} does not exist yet: training this run from the start")
+        if cfg.get("resume"):
+            log.info(f"{checkpoint} does not exist yet: training this run from the start")
         return None, None
+    log.info(f"continuing from {checkpoint}")
     # Read here so that a damaged file is reported in one line, not deep inside Lightning.
     return checkpoint, read_checkpoint(checkpoint)["global_step"]
 
@@ -86,7 +96,7 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")  # missing or corrupt data fails here, before any training
     classifier = build_classifier(cfg)
-    resume_from, resumed_step = resume_checkpoint(cfg)
+    resume_from, resumed_step = resume_checkpoint(cfg, job)
     trainer = build_trainer(cfg, resumed_step, job.command)
 
     with process_group_per_job(trainer):
@@ -131,22 +141,24 @@ def run_job(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     """Run one job and write its metrics.json; return its metrics.
 
     A job that fails records its status and error in metrics.json before the error goes on
-    (under DDP only the first process writes).
+    (under DDP only the first process writes). A full disk or a read-only folder becomes
+    WriteFailed, which says what could not be written and how to continue.
     """
     output_dir = Path(cfg.output_dir)
     try:
         metrics = fit_and_test(cfg, job)
-    except RunInterrupted as error:
-        message = f"{error}; continue with: python -m train resume={output_dir}"
-        record(output_dir, {"status": error.status, "error": message})
-        raise RunInterrupted(message, error.exit_code) from None
-    except KnownError as error:
-        record(output_dir, {"status": error.status, "error": str(error)})
-        raise
+        record(output_dir, metrics)
     except BaseException as error:
-        record(output_dir, {"status": "failed", "error": repr(error)})
-        raise
-    record(output_dir, metrics)
+        failure = known_error(error, output_dir)
+        if failure is None:
+            record_failure(output_dir, {"status": "failed", "error": repr(error)})
+            raise
+        if failure.resumable:
+            failure.args = (f"{failure}; continue with: python -m train resume={output_dir}",)
+        record_failure(output_dir, {"status": failure.status, "error": str(failure)})
+        if failure is error:
+            raise
+        raise failure from error
     if rank_zero_only.rank == 0:
         log.info(
             f"test/acc {metrics[results.TEST_ACC]:.4f}  test/loss {metrics[results.TEST_LOSS]:.4f}"
@@ -156,6 +168,31 @@ def run_job(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     return metrics
 
 
+# Write errors that more space or a writable folder would fix.
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def known_error(error: BaseException, output_dir: Path) -> KnownError | None:
+    """`error` as the KnownError a user acts on, or None for an unexpected one."""
+    if isinstance(error, KnownError):
+        return error
+    if isinstance(error, OSError) and error.errno in FULL_OR_READ_ONLY:
+        free = shutil.disk_usage(output_dir).free if output_dir.exists() else 0
+        return WriteFailed(
+            f"cannot write {error.filename or output_dir} ({error.strerror}); "
+            f"{free / 2**20:.1f} MiB free in {output_dir}: make room or fix the folder"
+        )
+    return None
+
+
 @rank_zero_only
 def record(output_dir: Path, metrics: dict[str, Any]) -> None:
     results.write_metrics(output_dir, metrics)
+
+
+def record_failure(output_dir: Path, metrics: dict[str, Any]) -> None:
+    """Record a failure where the folder still takes it; the error itself is reported anyway."""
+    try:
+        record(output_dir, metrics)
+    except OSError as error:
+        log.warning(f"could not record the failure in {output_dir / results.METRICS_FILE}: {error}")

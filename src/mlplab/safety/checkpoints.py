@@ -16,7 +16,8 @@ from mlplab.errors import ConfigError
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Saves through a temporary file in the same folder, so a file is either old or whole.
 
-    A run killed while `last.ckpt` is being written keeps its previous `last.ckpt`.
+    A run killed while `last.ckpt` is being written keeps its previous `last.ckpt`; a write
+    that fails (a full disk) removes its temporary file and names the checkpoint it was for.
     """
 
     def save_checkpoint(
@@ -27,11 +28,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         partial = path.with_name(f".{path.name}.partial")
-        with partial.open("wb") as file:
-            file.write(buffer.getbuffer())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
+        try:
+            with partial.open("wb") as file:
+                file.write(buffer.getbuffer())
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        except BaseException as error:
+            partial.unlink(missing_ok=True)  # its space is what a retry needs
+            if isinstance(error, OSError):
+                size = f"the checkpoint needs {len(buffer.getbuffer()) / 2**20:.1f} MiB"
+                raise OSError(error.errno, f"{error.strerror}; {size}", str(path)) from error
+            raise
         # The rename itself is only durable once the folder's entry is on disk.
         folder = os.open(path.parent, os.O_RDONLY)
         try:

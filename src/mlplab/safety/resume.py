@@ -58,6 +58,9 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         f"--config-path={config.parent}",
         "--config-name=config",
         f"hydra.run.dir={hydra_quoted(str(run_dir))}",
+        # The run's .hydra/ keeps the config and overrides it was started with (the sweep
+        # report labels a job by them).
+        "hydra.output_subdir=null",
         f"++resume={hydra_quoted(str(run_dir))}",
         *overrides,
     ]

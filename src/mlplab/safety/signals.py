@@ -1,7 +1,9 @@
-"""Ctrl-C and SIGTERM: finish the current training step, save last.ckpt, stop the run."""
+"""Ctrl-C, SIGTERM and a cluster's pre-emption warning: finish the step, save last.ckpt, stop."""
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,17 +14,26 @@ from lightning.pytorch.callbacks import Callback
 from mlplab.errors import RunInterrupted
 from mlplab.results import LAST_CHECKPOINT
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+log = logging.getLogger(__name__)
+
+# SIGUSR1 / SIGUSR2: what SLURM (`--signal`) and submitit send before pre-empting a job or at
+# its time limit.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
 class SaveOnSignal(Callback):
-    """On SIGINT or SIGTERM, save last.ckpt in `folder` after the current step and stop.
+    """On SIGINT, SIGTERM, SIGUSR1 or SIGUSR2, save last.ckpt in `folder` after the step and stop.
 
     The checkpoint is taken where Lightning's own step checkpoints are (after a training step),
     so the resumed run continues exactly where this one stopped. The run stops when the next
     step would begin, once the loggers have written the saved step's values, so the curves of
     the resumed run continue without a gap. A signal that arrives during the last step or the
     last validation lets the run finish instead.
+
+    A pre-emption signal that something else was handling before the run started (submitit
+    requeues its job on it) is passed on to that handler once the checkpoint is saved, so the
+    requeued job finds the checkpoint in its folder.
     """
 
     def __init__(self, folder: str) -> None:
@@ -58,10 +69,14 @@ class SaveOnSignal(Callback):
         if self.saved_at is None:
             return
         epoch, step = self.saved_at
-        raise RunInterrupted(
-            f"stopped by {self.received.name} at epoch {epoch}, step {step}; saved {self.path}",
-            exit_code=128 + self.received.value,
-        )
+        received = self.received
+        message = f"stopped by {received.name} at epoch {epoch}, step {step}; saved {self.path}"
+        scheduler_handler = self.previous_handlers.get(received)
+        if received in PREEMPTION_SIGNALS and callable(scheduler_handler):
+            log.warning(f"{message}; passing {received.name} on to the job's scheduler")
+            self._restore_handlers()
+            os.kill(os.getpid(), received)  # handled at once, by the scheduler's own handler
+        raise RunInterrupted(message, exit_code=128 + received.value)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
