@@ -25,6 +25,7 @@ register_unique_suffix_resolver()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     # Imported here so that `--help` and config errors answer fast.
+    from mlplab import results
     from mlplab.run import JobFacts, run_job
     from mlplab.scale.distributed import job_command
     from mlplab.scale.job_resources import available_cores, jobs_at_once
@@ -45,7 +46,7 @@ def main(cfg: DictConfig) -> float:
     # A single run holds its folder while it writes there; a sweep's job folders are its own.
     holding = nullcontext() if in_sweep else one_writer(Path(cfg.output_dir))
     with one_line_errors(stop=not in_sweep), holding:
-        return run_job(cfg, job)["val/acc"]
+        return run_job(cfg, job)[results.VAL_ACC]
     return float("nan")  # a failed job of a sweep: its metrics.json says why; the others go on
 
 

@@ -6,7 +6,7 @@ import errno
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class JobFacts:
     in_sweep: bool = False  # a job of a multirun: a failure is recorded and the sweep goes on
     jobs_at_once: int = 1  # how many jobs the launcher runs side by side on this machine
     overrides: tuple[str, ...] = ()  # the job's command-line overrides
-    command: list[str] | None = field(default=None)  # re-runs this job alone (DDP processes)
+    command: list[str] | None = None  # re-runs this job alone (for the processes of DDP)
 
 
 def record_hyperparameters(logger: Logger, hparams: dict, metrics: dict, step: int) -> None:
