@@ -118,9 +118,13 @@ def test_runs_with_every_logger(small_run_config, tmp_path, logger):
     assert (tmp_path / "run" / "csv" / "metrics.csv").exists() == (logger == "csv")
 
 
-def scalar_values(run_dir, tag: str) -> list[float]:
+def scalar_points(run_dir, tag: str) -> list[tuple[int, float]]:
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
-    return [point.value for point in events.Scalars(tag)]
+    return [(point.step, point.value) for point in events.Scalars(tag)]
+
+
+def scalar_values(run_dir, tag: str) -> list[float]:
+    return [value for _, value in scalar_points(run_dir, tag)]
 
 
 def test_best_epoch_is_the_one_tested_and_reported_when_a_later_epoch_is_worse(
@@ -245,11 +249,6 @@ def test_signal_saves_a_checkpoint_that_resumes_to_the_same_results_with_dropout
     train(small_run_config(*TWO_EPOCHS_WITH_DROPOUT, f"resume={stopped}", name="stopped"))
     assert results(stopped) == results(tmp_path / "whole")
     assert same_weights(final_weights(stopped), final_weights(tmp_path / "whole"))
-
-
-def scalar_points(run_dir, tag: str) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
-    return [(point.step, point.value) for point in events.Scalars(tag)]
 
 
 def test_run_stopped_twice_in_one_epoch_resumes_to_the_same_results_and_curves(

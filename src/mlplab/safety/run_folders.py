@@ -94,7 +94,7 @@ class RunFolderGuard(Callback):
         with one_line_errors():
             check_writable(folder, "hydra.run.dir")
             with one_writer(folder):
-                pass
+                pass  # only the check: the job itself holds the lock while it runs
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with one_line_errors():
