@@ -15,16 +15,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mlplab.command_checks import check_command_line
+from mlplab.console import silence_known_noise
 from mlplab.errors import one_line_errors
-from mlplab.safety.resume import resume_arguments
+from mlplab.safety.resume import resume_arguments, saved_choices
 from mlplab.safety.run_folders import one_writer, register_unique_suffix_resolver
 
+CONFIG_PATH, CONFIG_NAME = "../conf", "train"
 register_unique_suffix_resolver()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float:
-    # Imported here so that `--help` and config errors answer fast.
+    silence_known_noise()
+    # Imported here so that `--help` and config errors answer before torch is imported.
     from mlplab import results
     from mlplab.run import JobFacts, run_job
     from mlplab.scale.distributed import job_command
@@ -42,6 +46,8 @@ def main(cfg: DictConfig) -> float:
         jobs_at_once=jobs_at_once(runtime.launcher, available_cores()),
         overrides=tuple(runtime.overrides.task),
         command=job_command(runtime),
+        # A resumed run is composed from its saved config, which names no options.
+        choices=saved_choices(Path(cfg.resume)) if cfg.get("resume") else runtime.runtime.choices,
     )
     # A single run holds its folder while it writes there; a sweep's job folders are its own.
     holding = nullcontext() if in_sweep else one_writer(Path(cfg.output_dir))
@@ -53,4 +59,5 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     with one_line_errors():
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        check_command_line(sys.argv[1:], Path(__file__).parent, CONFIG_PATH, CONFIG_NAME)
     main()

@@ -1,4 +1,4 @@
-"""Config -> objects: the network and its init, the classifier, loggers, callbacks, the trainer.
+"""Config -> objects: the network and its init, the classifier, callbacks, the trainer.
 
 Running, evaluating and benchmarking all build through these functions; none of them runs
 anything.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import lightning as L
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -16,6 +15,7 @@ from mlplab.classifier import Classifier
 from mlplab.nets import init_linear_weights
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.scale.distributed import HydraJobDDPStrategy
+from mlplab.trackers import build_loggers
 
 
 def build_network(cfg: DictConfig) -> nn.Module:
@@ -36,16 +36,6 @@ def build_classifier(cfg: DictConfig) -> Classifier:
         num_classes=cfg.model.num_classes,
         hparams=OmegaConf.to_container(cfg, resolve=True),
     )
-
-
-def build_logger(cfg: DictConfig, resumed_step: int | None) -> Logger | None:
-    if not cfg.logger:
-        return None
-    if resumed_step is not None and get_class(cfg.logger._target_) is TensorBoardLogger:
-        # TensorBoard drops the points the stopped run wrote after its checkpoint, so the
-        # resumed run's curves continue from there without a second, overlapping stretch.
-        return instantiate(cfg.logger, purge_step=resumed_step)
-    return instantiate(cfg.logger)
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -71,7 +61,7 @@ def build_trainer(
     return instantiate(
         cfg.trainer,
         strategy=build_strategy(cfg.trainer.strategy, job_command),
-        logger=build_logger(cfg, resumed_step) or False,
+        logger=build_loggers(cfg, resumed_step),
         callbacks=build_callbacks(cfg),
         plugins=[AtomicCheckpointIO()],
     )

@@ -1,12 +1,19 @@
-"""Checks of the composed config, run once before anything is built or trained."""
+"""Checks of the composed config, run before anything is built or trained.
+
+They need only the config, so `python -m train` runs them before torch is imported; a check
+that must ask torch (is there a GPU?) imports it when the config asks for one.
+"""
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from omegaconf import DictConfig, ListConfig
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mlplab.errors import ConfigError
 
@@ -80,6 +87,18 @@ def check_optimizer(optimizer: DictConfig) -> None:
     require(is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0, such as 1e-3")
 
 
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def mps_available() -> bool:
+    import torch
+
+    return torch.backends.mps.is_available()
+
+
 def check_trainer(trainer: DictConfig) -> None:
     epochs = trainer.max_epochs
     require(
@@ -89,12 +108,12 @@ def check_trainer(trainer: DictConfig) -> None:
     require(
         accelerator in ACCELERATORS, "trainer.accelerator", accelerator, ", ".join(ACCELERATORS)
     )
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if accelerator in ("gpu", "cuda") and not cuda_available():
         raise ConfigError(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible to PyTorch: "
             "use trainer=cpu or trainer.accelerator=auto"
         )
-    if accelerator == "mps" and not torch.backends.mps.is_available():
+    if accelerator == "mps" and not mps_available():
         raise ConfigError(
             "trainer.accelerator=mps but Apple's MPS backend is not available here: "
             "use trainer=cpu or trainer.accelerator=auto"
@@ -118,6 +137,66 @@ def check_options_used(cfg: DictConfig, overrides: Sequence[str]) -> None:
             )
 
 
+# A tracker's package, and the extra of mlplab that installs it.
+TRACKER_PACKAGES = {"MLFlowLogger": ("mlflow", "mlflow"), "WandbLogger": ("wandb", "wandb")}
+
+
+def check_loggers(loggers: DictConfig | None) -> None:
+    for name, tracker in (loggers or {}).items():
+        kind = tracker._target_.rsplit(".", 1)[-1] if tracker else None
+        package, extra = TRACKER_PACKAGES.get(kind, (None, None))
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"logger={name} needs the {package} package, which is not installed: "
+                f"pip install -e '.[{extra}]'"
+            )
+
+
+# Keys that Hydra's instantiate reads itself.
+INSTANTIATE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+
+
+def accepted_arguments(target: str) -> list[str] | None:
+    """The keyword arguments `target` takes; None when it takes any (**kwargs)."""
+    parameters = inspect.signature(get_object(target)).parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    positional_only = inspect.Parameter.POSITIONAL_ONLY
+    return [parameter.name for parameter in parameters if parameter.kind is not positional_only]
+
+
+def check_additions(cfg: DictConfig, overrides: Sequence[str], groups: Sequence[str]) -> None:
+    """Refuse a key added with `+` that nothing reads: it would change nothing, silently.
+
+    An added key is read when its node is instantiated (it has a `_target_`) and the target
+    takes an argument of that name. `+group=option` adds an option and is always read.
+    """
+    for override in overrides:
+        if not override.startswith("+") or override.startswith("++"):
+            continue
+        key = override[1:].split("=", 1)[0]
+        if key.startswith("hydra.") or key in groups:
+            continue
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else None
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if target is None:
+            raise ConfigError(
+                f"{override}: nothing reads {key} (only the arguments of a node with a "
+                "_target_ can be added); drop it, or set an existing key without the +"
+            )
+        if name in INSTANTIATE_KEYS:
+            continue
+        accepted = accepted_arguments(target)
+        if accepted is not None and name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f"did you mean {parent}.{close[0]}? " if close else ""
+            raise ConfigError(
+                f"{override}: {target} takes no argument {name}; {hint}"
+                f"it takes {', '.join(accepted)}"
+            )
+
+
 def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """Raise ConfigError for the first value that cannot work; `overrides` of the command line."""
     require(is_whole_number(cfg.seed), "seed", cfg.seed, "a whole number")
@@ -126,4 +205,5 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_activation(cfg.activation)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
+    check_loggers(cfg.get("logger"))
     check_options_used(cfg, overrides)

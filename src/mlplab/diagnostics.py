@@ -52,8 +52,9 @@ class TrainingDiagnostics(L.Callback):
         # Gradients are cleared before validation, so the epoch's last batch is the moment
         # to record them.
         last_batch = batch_idx == trainer.num_training_batches - 1
-        if last_batch and self.histograms and isinstance(trainer.logger, TensorBoardLogger):
-            write_parameter_histograms(trainer.logger, pl_module.network, trained_step(trainer))
+        tensorboard = self.tensorboard(trainer)
+        if last_batch and tensorboard:
+            write_parameter_histograms(tensorboard, pl_module.network, trained_step(trainer))
         if pl_module.global_step % trainer.log_every_n_steps != 0:
             return
         write_to_loggers(trainer, gradient_norms(pl_module.network), trained_step(trainer))
@@ -71,11 +72,17 @@ class TrainingDiagnostics(L.Callback):
             if bounds:
                 values[layer_tag(SATURATED_FRACTION, index)] = saturated_fraction(output, *bounds)
         write_to_loggers(trainer, values, trainer.global_step)
-        if self.histograms and isinstance(trainer.logger, TensorBoardLogger):
+        tensorboard = self.tensorboard(trainer)
+        if tensorboard:
             for index, (_, output) in enumerate(outputs, start=1):
-                trainer.logger.experiment.add_histogram(
+                tensorboard.experiment.add_histogram(
                     layer_tag("activations", index), output, trainer.global_step
                 )
+
+    def tensorboard(self, trainer: L.Trainer) -> TensorBoardLogger | None:
+        """The run's TensorBoard logger when histograms are on and the run has one."""
+        loggers = (logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger))
+        return next(loggers, None) if self.histograms else None
 
 
 def gradient_norms(network: nn.Module) -> dict[str, torch.Tensor]:
@@ -99,8 +106,9 @@ def write_to_loggers(
     These values are only looked at, never monitored, so they skip LightningModule.log and
     its per-call bookkeeping (about a millisecond a call, more than a training step here).
     """
+    numbers = {tag: float(value) for tag, value in values.items()}
     for logger in trainer.loggers:
-        logger.log_metrics(values, step=step)
+        logger.log_metrics(numbers, step=step)
 
 
 def hidden_outputs(

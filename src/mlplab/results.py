@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
-TENSORBOARD_FOLDER = "tensorboard"
+CURVES_FILE = "curves.csv"  # every logged scalar as step,tag,value rows, whatever the trackers
 LAST_CHECKPOINT = "last.ckpt"
 LOCK_FILE = ".lock"  # held by the run that writes the folder
 
@@ -28,8 +28,14 @@ TRAIN_LOSS, TRAIN_ACC = metric_key("train", "loss"), metric_key("train", "acc")
 VAL_LOSS, VAL_ACC = metric_key("val", "loss"), metric_key("val", "acc")
 TEST_LOSS, TEST_ACC = metric_key("test", "loss"), metric_key("test", "acc")
 TRAIN_LOSS_STEP = metric_key("train", "loss_step")  # every log_every_n_steps steps
-# The results that TensorBoard's HPARAMS tab pairs with the hyperparameters.
+# The results each tracker gets beside the hyperparameters (TensorBoard's HPARAMS tab pairs them).
 HPARAMS_RESULTS = (TEST_ACC, TEST_LOSS, VAL_ACC)
+
+
+def result_tag(key: str) -> str:
+    """results/test_acc for test/acc: the final result, apart from the curve of the same name."""
+    return f"results/{key.replace('/', '_')}"
+
 
 # Diagnostics tags.
 GRAD_NORM = "grad_norm"

@@ -6,25 +6,30 @@ import errno
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
+from torch import nn
 
 from mlplab import results
 from mlplab.build import build_classifier, build_trainer
 from mlplab.config_checks import check_config
+from mlplab.console import what_it_trains
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.errors import KnownError, WriteFailed
+from mlplab.hparams import compared_hparams
+from mlplab.nets import linear_layers
 from mlplab.safety.checkpoints import read_checkpoint
 from mlplab.scale.distributed import process_group_per_job
 from mlplab.scale.job_resources import share_machine
+from mlplab.trackers import record_hyperparameters, record_results
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +43,7 @@ class JobFacts:
     jobs_at_once: int = 1  # how many jobs the launcher runs side by side on this machine
     overrides: tuple[str, ...] = ()  # the job's command-line overrides
     command: list[str] | None = None  # re-runs this job alone (for the processes of DDP)
-
-
-def record_hyperparameters(logger: Logger, hparams: dict, metrics: dict, step: int) -> None:
-    """Store the run's hyperparameters with its logger; TensorBoard also pairs them with results.
-
-    The results get tags of their own (results/...) so that curves such as val/acc keep only
-    the points measured during training.
-    """
-    if isinstance(logger, TensorBoardLogger):
-        paired = {
-            f"results/{key.replace('/', '_')}": metrics[key] for key in results.HPARAMS_RESULTS
-        }
-        logger.log_hyperparams(hparams, metrics=paired, step=step)
-    else:
-        logger.log_hyperparams(hparams)
-    logger.save()
+    choices: Mapping[str, str | None] = field(default_factory=dict)  # config group -> option
 
 
 def resume_checkpoint(cfg: DictConfig, job: JobFacts) -> tuple[Path | None, int | None]:
@@ -85,6 +75,18 @@ def best_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
 
 
+def layer_sizes(network: nn.Module) -> list[int]:
+    """Input size, then each Linear layer's output size: [784, 256, 256, 10]."""
+    layers = linear_layers(network)
+    return [layers[0].in_features, *(layer.out_features for layer in layers)]
+
+
+def device(trainer: L.Trainer) -> str:
+    """The device type the trainer runs on, with the number of processes when there are more."""
+    processes = f" x{trainer.world_size}" if trainer.world_size > 1 else ""
+    return trainer.strategy.root_device.type + processes
+
+
 def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     """Train on the training split, test the best checkpoint; return the run's results."""
     output_dir = Path(cfg.output_dir)
@@ -98,10 +100,14 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     classifier = build_classifier(cfg)
     resume_from, resumed_step = resume_checkpoint(cfg, job)
     trainer = build_trainer(cfg, resumed_step, job.command)
+    hparams = compared_hparams(cfg, job.choices)
+    record_hyperparameters(trainer.loggers, hparams)
+    if rank_zero_only.rank == 0:
+        log.info(what_it_trains(cfg, job.choices, layer_sizes(classifier.network), device(trainer)))
 
     with process_group_per_job(trainer):
         started = time.perf_counter()
-        trainer.fit(classifier, datamodule=datamodule, ckpt_path=resume_from)
+        trainer.fit(classifier, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         train_seconds = time.perf_counter() - started
         fit_results = {name: float(value) for name, value in trainer.callback_metrics.items()}
 
@@ -109,7 +115,11 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
         best_checkpoint = checkpoint.best_model_path if checkpoint else ""
         started = time.perf_counter()
         (test_results,) = trainer.test(
-            classifier, datamodule=datamodule, ckpt_path=best_checkpoint or None, verbose=False
+            classifier,
+            datamodule=datamodule,
+            ckpt_path=best_checkpoint or None,
+            verbose=False,
+            weights_only=True,
         )
         test_seconds = time.perf_counter() - started
 
@@ -132,8 +142,7 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
         else None,
         "seed": cfg.seed,
     }
-    if trainer.logger:
-        record_hyperparameters(trainer.logger, classifier.hparams, metrics, trainer.global_step)
+    record_results(trainer.loggers, hparams, metrics, trainer.global_step)
     return metrics
 
 

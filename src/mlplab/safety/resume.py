@@ -64,3 +64,11 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         f"++resume={hydra_quoted(str(run_dir))}",
         *overrides,
     ]
+
+
+def saved_choices(run_dir: Path) -> dict[str, str | None]:
+    """The config group options a run folder was started with (from Hydra's .hydra/hydra.yaml)."""
+    import yaml
+
+    saved = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+    return dict(saved["hydra"]["runtime"]["choices"])

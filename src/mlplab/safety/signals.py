@@ -60,7 +60,7 @@ class SaveOnSignal(Callback):
     ) -> None:
         if self.received is None or self.saved_at is not None:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # all a resume needs
         self.saved_at = (trainer.current_epoch, trainer.global_step)
 
     def on_train_batch_start(

@@ -9,12 +9,13 @@ from typing import Any
 import yaml
 
 from mlplab import results
+from mlplab.curves import read_curves
 from mlplab.errors import ConfigError
 
 
 @dataclass
 class Job:
-    """One run of the sweep: its command-line overrides, metrics.json and TensorBoard scalars."""
+    """One run of the sweep: its command-line overrides, metrics.json and curves."""
 
     folder: Path
     overrides: dict[str, str]
@@ -36,25 +37,12 @@ def read_overrides(folder: Path) -> dict[str, str]:
     return {key: value for key, value in pairs if not key.startswith("hydra.")}
 
 
-def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not log_dir.is_dir():
-        return {}
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
-    return {
-        tag: [(point.step, point.value) for point in events.Scalars(tag)]
-        for tag in events.Tags()["scalars"]
-    }
-
-
 def read_job(folder: Path) -> Job:
     metrics = results.read_metrics(folder) or {
         "status": "unfinished",
         "error": f"no {results.METRICS_FILE}: the job stopped early",
     }
-    scalars = read_scalars(folder / results.TENSORBOARD_FOLDER)
-    return Job(folder, read_overrides(folder), metrics, scalars)
+    return Job(folder, read_overrides(folder), metrics, read_curves(folder))
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:

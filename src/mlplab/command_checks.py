@@ -1,0 +1,134 @@
+"""A `python -m train` command line checked before Hydra starts anything or torch is imported.
+
+The config of every job the command would run is composed (each job of a sweep over listed
+values) and checked, so a mistake answers in one line with exit status 2 and leaves no run
+folder behind. Hydra's own composition errors become the same kind of line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import get_args_parser  # Hydra's own parser: hydra-core is bounded
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab.config_checks import check_additions, check_config
+from mlplab.errors import ConfigError
+
+# Flags that print something instead of running: Hydra answers them itself.
+NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
+
+
+def check_command_line(
+    arguments: Sequence[str], app_dir: Path, config_path: str, config_name: str
+) -> None:
+    """Compose and check the config of each job of the command; ConfigError for the first bad one.
+
+    `app_dir`, `config_path` and `config_name` are those of the app's `hydra.main`.
+    """
+    args = get_args_parser().parse_args(list(arguments))
+    # --config-dir adds a folder of the user's own options: Hydra resolves those itself.
+    if any(getattr(args, flag) for flag in NOT_A_RUN) or args.config_dir:
+        return
+    config_dir = (app_dir / (args.config_path or config_path)).resolve()
+    config_name = args.config_name or config_name
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
+        for overrides in job_overrides(config_name, args.overrides, args.multirun):
+            with_hydra = composed(config_name, overrides)
+            groups = [group for group in with_hydra.hydra.runtime.choices if "/" not in group]
+            cfg = OmegaConf.masked_copy(with_hydra, [key for key in with_hydra if key != "hydra"])
+            check_config(cfg, overrides)
+            check_additions(cfg, overrides, groups)
+
+
+def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The overrides of each job: one job for a single run, every combination for a sweep.
+
+    A sweep whose sweeper is not Hydra's basic one (Optuna's) picks its values as it goes:
+    then only what all its jobs share is checked here, and each job checks its own values.
+    """
+    if not multirun:
+        return [overrides]
+    parser = OverridesParser.create()
+    parsed = parse(parser, overrides)
+    shared = [override.input_line for override in parsed if not override.is_sweep_override()]
+    sweeper = composed(config_name, shared).hydra.sweeper
+    if sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+        return [shared]
+    from_config = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
+    batches = BasicSweeper.split_arguments(parse(parser, [*from_config, *overrides]), None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def parse(parser: OverridesParser, overrides: list[str]):
+    try:
+        return parser.parse_overrides(overrides)
+    except OverrideParseException as error:
+        raise ConfigError(one_line(str(error))) from None
+
+
+def composed(config_name: str, overrides: list[str]) -> DictConfig:
+    """The job's config with its hydra node; Hydra's errors as a one-line ConfigError."""
+    try:
+        return compose(config_name, overrides=overrides, return_hydra_config=True)
+    except MissingConfigException as error:
+        raise ConfigError(missing_option(error, overrides)) from None
+    except ConfigCompositionException as error:
+        raise ConfigError(composition_error(error, config_name, overrides)) from None
+    except OverrideParseException as error:
+        raise ConfigError(one_line(str(error))) from None
+
+
+def one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def suggestion(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def missing_option(error: MissingConfigException, overrides: list[str]) -> str:
+    """`activation=foo is not an option: did you mean ...? choose from ...`."""
+    if not error.missing_cfg_file or not error.options:
+        return one_line(str(error))
+    group, _, option = error.missing_cfg_file.rpartition("/")
+    given = next((o for o in overrides if o.lstrip("+~").startswith(f"{group}=")), None)
+    options = sorted(error.options)
+    return (
+        f"{given or f'{group}={option}'} is not an option of {group}: "
+        f"{suggestion(option, options)}choose from {', '.join(options)}"
+    )
+
+
+def composition_error(
+    error: ConfigCompositionException, config_name: str, overrides: list[str]
+) -> str:
+    """An unknown key with the keys that exist beside it; other errors on one line."""
+    message = str(error)
+    if message.startswith("Could not append to config. An item is already at"):
+        key = message.split("'")[1]
+        return f"+{key}: {key} exists already, so it is set without the +: {key}=<value>"
+    if not message.startswith("Could not override '"):
+        return one_line(message)
+    key = message.split("'")[1]
+    given = next(o for o in overrides if o.split("=", 1)[0] == key)
+    parent, _, name = key.rpartition(".")
+    others = [o for o in overrides if o != given]
+    return unknown_key(given, parent, name, lambda: composed(config_name, others))
+
+
+def unknown_key(given: str, parent: str, name: str, config: Callable[[], DictConfig]) -> str:
+    node = OmegaConf.select(config(), parent) if parent else config()
+    keys = [key for key in node if not str(key).startswith("_") and key != "hydra"]
+    return (
+        f"{given}: {parent or 'the config'} has no key {name}; {suggestion(name, keys)}"
+        f"its keys: {', '.join(map(str, keys))} (a key that a class accepts but the config "
+        f"does not list is added with +{parent + '.' if parent else ''}{name}=...)"
+    )
