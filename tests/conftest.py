@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from mlplab.config_compose import compose_train_config as compose_run_config
@@ -87,6 +88,13 @@ def small_run_config(tmp_path: Path, tiny_mnist: Path):
     return make
 
 
-def train(cfg: DictConfig, overrides: list[str] = ()) -> dict:
+def composed_choices(overrides: list[str] = ()) -> dict[str, str | None]:
+    """The option of each config group that `python -m train <overrides>` would choose."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    return dict(cfg.hydra.runtime.choices)
+
+
+def train(cfg: DictConfig, overrides: list[str] = (), choices: dict | None = None) -> dict:
     """Run one job in this process, as `python -m train` would; return its metrics."""
-    return run_job(cfg, JobFacts(overrides=tuple(overrides)))
+    return run_job(cfg, JobFacts(overrides=tuple(overrides), choices=choices or {}))

@@ -13,6 +13,7 @@ from mlplab.config_checks import check_config
 from mlplab.data import MNISTDataModule
 from mlplab.errors import ConfigError
 from mlplab.nets import init_linear_weights
+from mlplab.trackers import build_loggers
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -132,13 +133,28 @@ def test_every_trainer_option_builds_a_trainer_or_is_refused_when_its_device_is_
     assert isinstance(built, L.Trainer) and built.max_epochs == 7
 
 
+LOGGER_CLASSES = {
+    "tensorboard": ["TensorBoardLogger"],
+    "csv": ["CSVLogger"],
+    "mlflow": ["MLFlowLogger"],
+    "wandb": ["WandbLogger"],
+    "none": [],
+}
+
+
 @pytest.mark.parametrize("logger", options("logger"))
-def test_every_logger_option_builds_its_logger(small_run_config, logger):
-    cfg = small_run_config(f"logger={logger}")
-    built = instantiate(cfg.logger) if cfg.logger else None
-    expected = {"tensorboard": "TensorBoardLogger", "csv": "CSVLogger", "none": None}[logger]
-    assert (type(built).__name__ if built else None) == expected
-    assert (cfg.callbacks.learning_rate_monitor is None) == (logger == "none")
+def test_every_logger_option_builds_its_tracker_then_the_curve_file(small_run_config, logger):
+    loggers = build_loggers(small_run_config(f"logger={logger}"), resumed_step=None)
+    assert [type(built).__name__ for built in loggers] == [*LOGGER_CLASSES[logger], "CurveFile"]
+
+
+def test_several_loggers_at_once_are_built_in_the_order_given(small_run_config):
+    loggers = build_loggers(small_run_config("logger=[csv,tensorboard]"), resumed_step=None)
+    assert [type(built).__name__ for built in loggers] == [
+        "CSVLogger",
+        "TensorBoardLogger",
+        "CurveFile",
+    ]
 
 
 def test_callbacks_checkpoint_last_and_best_by_val_acc_and_monitor_the_learning_rate(

@@ -125,16 +125,17 @@ def write_job(folder, overrides: list[str], metrics: dict, scalars: dict[str, li
     import json
 
     import yaml
-    from torch.utils.tensorboard import SummaryWriter
+
+    from mlplab.curves import CurveFile
 
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    writer = SummaryWriter(str(folder / "tensorboard"))
+    curves = CurveFile(folder)
     for tag, values in scalars.items():
         for step, value in enumerate(values):
-            writer.add_scalar(tag, value, step)
-    writer.close()
+            curves.log_metrics({tag: value}, step)
+    curves.finalize("success")
 
 
 def test_report_statistics_equal_values_computed_by_hand(tmp_path):

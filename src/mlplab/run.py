@@ -29,7 +29,7 @@ from mlplab.nets import linear_layers
 from mlplab.safety.checkpoints import read_checkpoint
 from mlplab.scale.distributed import process_group_per_job
 from mlplab.scale.job_resources import share_machine
-from mlplab.trackers import record_hyperparameters, record_results
+from mlplab.trackers import close_trackers, record_hyperparameters, record_results
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     resume_from, resumed_step = resume_checkpoint(cfg, job)
     trainer = build_trainer(cfg, resumed_step, job.command)
     hparams = compared_hparams(cfg, job.choices)
-    record_hyperparameters(trainer.loggers, hparams)
+    if resumed_step is None:  # a resumed run's trackers have them from its start, as .hydra/ has
+        record_hyperparameters(trainer.loggers, hparams)
     if rank_zero_only.rank == 0:
         log.info(what_it_trains(cfg, job.choices, layer_sizes(classifier.network), device(trainer)))
 
@@ -143,6 +144,7 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
         "seed": cfg.seed,
     }
     record_results(trainer.loggers, hparams, metrics, trainer.global_step)
+    close_trackers(trainer.loggers)
     return metrics
 
 

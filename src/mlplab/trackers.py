@@ -109,3 +109,11 @@ def record_results(
         else:
             logger.log_metrics(finals, step=step)
         logger.save()
+
+
+def close_trackers(loggers: list[Logger]) -> None:
+    """End the tracker runs that stay open until the process exits (W&B), so a sweep's next
+    job starts a run of its own and the files are complete when the job returns."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
