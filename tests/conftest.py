@@ -52,10 +52,13 @@ def tiny_mnist(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_mnist() -> Path:
-    """The real MNIST folder: $DATA_DIR, else ../shared/data beside the repository."""
-    root = Path(os.environ.get("DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+    """The real MNIST: under $DATA_DIR, else under data/, where `python -m train` downloads it."""
+    root = Path(os.environ.get("DATA_DIR", REPO / "data")).resolve()
     if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
-        message = f"real MNIST not found under {root}: set DATA_DIR to the folder holding MNIST/raw"
+        message = (
+            f"needs the real MNIST, which is not under {root}: run `python -m train` once "
+            "(it downloads MNIST into data/), or set DATA_DIR to a folder holding MNIST/raw"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

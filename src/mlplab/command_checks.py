@@ -14,6 +14,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser  # Hydra's own parser: hydra-core is bounded
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
@@ -41,10 +42,9 @@ def check_command_line(
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
         for overrides in job_overrides(config_name, args.overrides, args.multirun):
             with_hydra = composed(config_name, overrides)
-            groups = [group for group in with_hydra.hydra.runtime.choices if "/" not in group]
             cfg = OmegaConf.masked_copy(with_hydra, [key for key in with_hydra if key != "hydra"])
             check_config(cfg, overrides)
-            check_additions(cfg, overrides, groups)
+            check_additions(cfg, overrides)
 
 
 def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -95,14 +95,16 @@ def suggestion(name: str, choices: Sequence[str]) -> str:
 
 
 def missing_option(error: MissingConfigException, overrides: list[str]) -> str:
-    """`activation=foo is not an option: did you mean ...? choose from ...`."""
-    if not error.missing_cfg_file or not error.options:
+    """`activation=foo: foo is not an option of activation; did you mean ...? choose from ...`."""
+    if not error.missing_cfg_file or "/" not in error.missing_cfg_file:
         return one_line(str(error))
     group, _, option = error.missing_cfg_file.rpartition("/")
     given = next((o for o in overrides if o.lstrip("+~").startswith(f"{group}=")), None)
-    options = sorted(error.options)
+    options = sorted(
+        error.options or GlobalHydra.instance().config_loader().get_group_options(group)
+    )
     return (
-        f"{given or f'{group}={option}'} is not an option of {group}: "
+        f"{given or f'{group}={option}'}: {option} is not an option of {group}; "
         f"{suggestion(option, options)}choose from {', '.join(options)}"
     )
 

@@ -165,17 +165,17 @@ def accepted_arguments(target: str) -> list[str] | None:
     return [parameter.name for parameter in parameters if parameter.kind is not positional_only]
 
 
-def check_additions(cfg: DictConfig, overrides: Sequence[str], groups: Sequence[str]) -> None:
+def check_additions(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Refuse a key added with `+` that nothing reads: it would change nothing, silently.
 
     An added key is read when its node is instantiated (it has a `_target_`) and the target
-    takes an argument of that name. `+group=option` adds an option and is always read.
+    takes an argument of that name.
     """
     for override in overrides:
         if not override.startswith("+") or override.startswith("++"):
             continue
         key = override[1:].split("=", 1)[0]
-        if key.startswith("hydra.") or key in groups:
+        if key.startswith("hydra."):
             continue
         parent, _, name = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else None

@@ -1,0 +1,101 @@
+"""What `python -m train` prints: mistakes in one line before torch loads, a quiet run, --help."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlplab.command_checks import check_command_line
+from mlplab.errors import ConfigError
+from tests.conftest import REPO, SMALL_RUN
+from tests.test_cli import run_train
+
+pytestmark = pytest.mark.end_to_end
+
+
+def check(*arguments: str) -> None:
+    check_command_line(list(arguments), REPO / "src", "../conf", "train")
+
+
+MISTAKES = [  # (arguments, what the one line must say)
+    (["model.dropout=1.5"], "model.dropout=1.5 is not valid: a number in [0, 1)"),
+    (["activation=sigmod"], "sigmod is not an option of activation; did you mean sigmoid?"),
+    (["logger=[tensorboard,mlflw]"], "mlflw is not an option of logger; did you mean mlflow?"),
+    (["optimizer.lrr=0.1"], "optimizer has no key lrr; did you mean lr?"),
+    (["+optimizer.lr=0.1"], "optimizer.lr exists already"),
+    (["+foo=1"], "+foo=1: nothing reads foo"),
+    (["+optimizer.learning_rate=0.1"], "torch.optim.Adam takes no argument learning_rate"),
+    (["seed=1,2"], "To sweep over it, add --multirun"),
+    (["-m", "seed=1,2", "model.dropout=0.5,1.5"], "model.dropout=1.5 is not valid"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_a_config_mistake_is_one_line_with_status_2_and_leaves_no_folder(
+    tmp_path, arguments, message
+):
+    folders = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    result = run_train([*arguments, *folders], tmp_path, tmp_path)
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert message in lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_a_config_mistake_is_answered_without_importing_torch(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "train", "model.dropout=1.5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "mlplab.config_checks" in imported
+    assert "torch" not in imported and "lightning" not in imported
+
+
+def test_additions_that_something_reads_are_accepted():
+    check(
+        "+callbacks.early_stopping._target_=lightning.pytorch.callbacks.EarlyStopping",
+        "+callbacks.early_stopping.monitor=val/acc",
+        "+optimizer.amsgrad=true",
+    )
+
+
+def test_a_sweep_is_checked_job_by_job_with_the_presets_own_sweep():
+    check("-m", "experiment=relu_vs_sigmoid", "seed=1,2")
+    with pytest.raises(ConfigError, match="activation=relu has no effect"):
+        check("-m", "experiment=relu_vs_sigmoid", "model=linear")
+
+
+def test_a_run_prints_what_it_trains_then_its_result_and_nothing_else(tiny_mnist, tmp_path):
+    run_dir = tmp_path / "run"
+    arguments = [*SMALL_RUN, "trainer.log_every_n_steps=5", f"hydra.run.dir={run_dir}"]
+    result = run_train(arguments, tiny_mnist, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert lines == [
+        "training mnist · mlp 784-256-256-10 · relu · init default · adam lr 0.001 · cpu · "
+        f"1 epochs -> {run_dir}",
+        lines[1],
+    ]
+    assert lines[1].startswith("test/acc ") and lines[1].endswith(f"results: {run_dir}")
+
+
+def test_a_warning_a_user_can_act_on_still_shows(tiny_mnist, tmp_path):
+    # 10 batches an epoch but a point every 50 steps: Lightning says the curves will be empty.
+    result = run_train([*SMALL_RUN, f"hydra.run.dir={tmp_path / 'run'}"], tiny_mnist, tmp_path)
+    assert result.returncode == 0
+    assert "smaller than the logging interval" in result.stderr
+
+
+def test_help_lists_each_group_with_its_options_and_example_commands(tmp_path):
+    result = run_train(["--help"], tmp_path, tmp_path)
+    assert result.returncode == 0
+    assert "activation: elu, gelu, leaky_relu" in result.stdout
+    assert "logger: csv, mlflow, none, tensorboard, wandb" in result.stdout
+    assert "python -m train -m experiment=relu_vs_sigmoid seed=1,2,3" in result.stdout
+    assert not list(Path(tmp_path).iterdir())  # --help runs nothing
