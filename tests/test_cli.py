@@ -79,7 +79,6 @@ def test_multirun_puts_each_job_in_a_folder_named_after_its_overrides(real_mnist
         ("data.batch_size=0", "data.batch_size=0 is not valid"),
         ("optimizer.lr=-1", "optimizer.lr=-1 is not valid"),
         ("optimizer=sparse_adam", "optimizer=sparse_adam cannot train an MLP"),
-        ("data.val_size=600", "data.val_size=600 must be between 1 and 599"),
         ("trainer=gpu", "trainer.accelerator=gpu but no CUDA GPU"),
     ],
 )
@@ -93,7 +92,15 @@ def test_config_mistakes_give_one_line_and_exit_status_2_without_traceback(
     assert result.returncode == 2
     assert message in output
     assert "Traceback" not in output
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    assert not run_dir.exists()  # checked before the run's folder is made
+
+
+def test_a_mistake_found_in_the_data_is_recorded_in_the_runs_folder(tiny_mnist, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(["data.val_size=600", f"hydra.run.dir={run_dir}"], tiny_mnist, tmp_path)
+    assert result.returncode == 2
+    assert "data.val_size=600 must be between 1 and 599" in result.stdout + result.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"
 
 
 def test_missing_data_without_download_says_where_files_were_expected(tmp_path):
