@@ -23,9 +23,10 @@ def small_sweep(tmp_path_factory):
             "-m",
             "train",
             "-m",
-            "model.hidden_sizes=[32,32],[]",
+            "model.hidden_sizes=[32,32]",
+            "data.val_size=100,600",  # 600 of the 600 training images: found when loading data
             "seed=1,2",
-            *[o for o in SMALL_RUN if o != "trainer.max_epochs=1"],
+            *[o for o in SMALL_RUN if o not in ("trainer.max_epochs=1", "data.val_size=100")],
             "trainer.max_epochs=2",
             "trainer.log_every_n_steps=2",
             f"data.root={data}",
@@ -48,8 +49,8 @@ def read_rows(sweep):
 @pytest.mark.end_to_end
 def test_multirun_writes_the_report_when_it_ends_with_failed_jobs_listed(small_sweep):
     rows = read_rows(small_sweep)
-    assert set(rows) == {"model.hidden_sizes=[32,32]", "model.hidden_sizes=[]"}
-    trained, failed = rows["model.hidden_sizes=[32,32]"], rows["model.hidden_sizes=[]"]
+    assert set(rows) == {"data.val_size=100", "data.val_size=600"}
+    trained, failed = rows["data.val_size=100"], rows["data.val_size=600"]
     assert (trained["n"], trained["status"]) == ("2", "2 completed")
     assert (failed["n"], failed["status"]) == ("2", "2 failed")
     assert failed["test_acc"] == ""
@@ -57,7 +58,7 @@ def test_multirun_writes_the_report_when_it_ends_with_failed_jobs_listed(small_s
 
 @pytest.mark.end_to_end
 def test_runs_differing_only_by_seed_are_grouped_into_mean_and_std(small_sweep):
-    trained = read_rows(small_sweep)["model.hidden_sizes=[32,32]"]
+    trained = read_rows(small_sweep)["data.val_size=100"]
     assert 0.0 <= float(trained["test_acc"]) <= 1.0
     assert float(trained["test_acc_std"]) >= 0.0
     assert float(trained["epochs"]) == 2.0
@@ -69,7 +70,7 @@ def test_runs_differing_only_by_seed_are_grouped_into_mean_and_std(small_sweep):
 @pytest.mark.end_to_end
 def test_report_writes_markdown_and_the_three_plots(small_sweep):
     markdown = (small_sweep / "summary.md").read_text()
-    assert "| model.hidden_sizes=[32,32] | 2 |" in markdown and " ± " in markdown
+    assert "| data.val_size=100 | 2 |" in markdown and " ± " in markdown
     for plot in ("val_acc.png", "train_loss.png", "grad_norms.png"):
         assert (small_sweep / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -104,7 +105,7 @@ def test_job_without_metrics_is_reported_as_unfinished(small_sweep, tmp_path):
     next(copy.glob("0_*/metrics.json")).unlink()
     rows = write_report(copy)
     statuses = {row["configuration"]: row["status"] for row in rows}
-    assert statuses["model.hidden_sizes=[32,32]"] == "1 completed, 1 unfinished"
+    assert statuses["data.val_size=100"] == "1 completed, 1 unfinished"
 
 
 def test_configuration_labels_name_only_the_overrides_that_vary():

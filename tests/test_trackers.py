@@ -96,3 +96,14 @@ def test_wandb_offline_run_folder_holds_the_config_and_history(small_run_config,
     metrics = read_metrics(tmp_path / "run")
     assert len(history["val/acc"]) == 2
     assert history["results/test_acc"] == [pytest.approx(metrics["test/acc"])]
+
+
+def test_a_resumed_run_keeps_the_csv_rows_before_its_checkpoint_once(small_run_config, tmp_path):
+    import csv
+
+    train(small_run_config("logger=csv"))
+    train(small_run_config("logger=csv", "trainer.max_epochs=2", f"resume={tmp_path / 'run'}"))
+    with (tmp_path / "run" / "csv" / "metrics.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if row["val/acc"]]
+    steps = [int(row["step"]) for row in rows]
+    assert len(steps) == 2 and steps[0] < steps[1]
