@@ -33,8 +33,9 @@ def tiny_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_tiny_mnist(root: Path) -> Path:
-    raw = root / "MNIST" / "raw"
+def write_tiny_mnist(root: Path, dataset: str = "MNIST") -> Path:
+    """A data.root holding `dataset`'s four IDX files (torchvision's layout), tiny images."""
+    raw = root / dataset / "raw"
     raw.mkdir(parents=True)
     for prefix, count, seed in (("train", TINY_TRAIN, 0), ("t10k", TINY_TEST, 1)):
         images, labels = tiny_digits(count, seed)
@@ -49,16 +50,29 @@ def tiny_mnist(tmp_path: Path) -> Path:
     return write_tiny_mnist(tmp_path / "data")
 
 
-@pytest.fixture
-def real_mnist() -> Path:
-    """The real MNIST folder: $DATA_DIR, else ../shared/data beside the repository."""
+# The real datasets that CI's data folder holds; KMNIST cannot be fetched there.
+IN_CI_DATA = ("MNIST", "FashionMNIST")
+
+
+def real_data(dataset: str) -> Path:
+    """The data.root holding the real `dataset`: $DATA_DIR, else ../shared/data beside the
+    repository. Skips the test where it is missing (fails in CI, for the datasets CI has)."""
     root = Path(os.environ.get("DATA_DIR", REPO.parent / "shared" / "data")).resolve()
-    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
-        message = f"real MNIST not found under {root}: set DATA_DIR to the folder holding MNIST/raw"
-        if os.environ.get("CI"):
+    if not (root / dataset / "raw" / "train-images-idx3-ubyte").exists():
+        message = (
+            f"real {dataset} not found under {root}: set DATA_DIR to the folder holding "
+            f"{dataset}/raw"
+        )
+        if os.environ.get("CI") and dataset in IN_CI_DATA:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+@pytest.fixture
+def real_mnist() -> Path:
+    """The data.root holding the real MNIST."""
+    return real_data("MNIST")
 
 
 def compose_train_config(
