@@ -27,7 +27,8 @@ from mlplab.errors import ConfigError
         ("data.mean=abc", r"data\.mean='abc' is not valid: a number"),
         (
             "data.class_names=[a,b]",
-            r"model\.num_classes=10 but data\.class_names lists 2 classes: set model\.num_classes=2",
+            r"model\.num_classes=10 but data\.class_names lists 2 classes: "
+            r"set model\.num_classes=2$",
         ),
     ],
 )
