@@ -56,7 +56,7 @@ def read_ink(path: Path) -> np.ndarray:
             image = ImageOps.exif_transpose(opened)  # photos taken sideways stand upright
             image.load()
     except (UnidentifiedImageError, OSError) as error:
-        reason = str(error) if isinstance(error, UnidentifiedImageError) else error.strerror
+        reason = getattr(error, "strerror", None) or str(error)  # no file: its errno's words
         raise ConfigError(
             f"{path} is not an image that can be read ({reason}): pass PNG or JPEG files"
         ) from None
@@ -86,7 +86,7 @@ def prepare(ink: np.ndarray, layout: Layout, path: Path) -> np.ndarray:
     box = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     scale = layout.box / max(box.shape)
     width, height = (max(1, round(side * scale)) for side in (box.shape[1], box.shape[0]))
-    small = Image.fromarray(box, mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    small = Image.fromarray(box).resize((width, height), Image.Resampling.LANCZOS)
     small = np.clip(np.asarray(small), 0, 255)
     top, left = centre_of_mass_corner(small) if layout.by_centre_of_mass else centred_corner(small)
     canvas = Image.new("L", (SIZE, SIZE))
