@@ -240,7 +240,8 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         """`dataset` is torchvision's class name (MNIST, FashionMNIST, KMNIST); `mean` and `std`
-        standardise the pixels (scaled to [0, 1]) when `normalize`; `seed` fixes the
+        standardise the pixels (scaled to [0, 1]) when `normalize`; `class_names` name the
+        labels 0, 1, ... (a label file holding more is refused); `seed` fixes the
         train/validation split and the order of the training batches."""
         super().__init__()
         self.root = Path(os.path.expanduser(root))
