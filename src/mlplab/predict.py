@@ -7,9 +7,15 @@ into a 20 x 20 box and placed in 28 x 28 by its centre of mass), then standardis
 training. Prints each image's three most probable classes.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlplab.inference import Prediction
 
 PROGRAM = "python -m mlplab.predict"
 
@@ -43,7 +49,7 @@ def input_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file, or a run folder (its best)")
     parser.add_argument("images", type=Path, nargs="+", help="image files (PNG, JPEG) or folders")
@@ -56,7 +62,26 @@ def main() -> None:
         metavar="DIR",
         help="write the 28 x 28 images the network saw into DIR, as PNG",
     )
-    arguments = parser.parse_args()
+    return parser.parse_args()
+
+
+def line(prediction: Prediction, as_json: bool) -> str:
+    """What is printed for one image: its top classes, as text or as one JSON object."""
+    if not as_json:
+        ranked = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top)
+        return f"{prediction.path}: {ranked}"
+    record = {
+        "path": str(prediction.path),
+        "class": prediction.class_index,
+        "label": prediction.label,
+        "probability": prediction.probability,
+        "top": [list(pair) for pair in prediction.top],
+    }
+    return json.dumps(record)
+
+
+def main() -> None:
+    arguments = parse_arguments()
 
     from PIL import Image  # imported here so that `--help` answers fast
 
@@ -79,18 +104,7 @@ def main() -> None:
             if arguments.save_inputs:
                 name = input_name(path, saved)
                 Image.fromarray(prediction.image).save(arguments.save_inputs / name)
-            if arguments.json:
-                record = {
-                    "path": str(path),
-                    "class": prediction.class_index,
-                    "label": prediction.label,
-                    "probability": prediction.probability,
-                    "top": [list(pair) for pair in prediction.top],
-                }
-                print(json.dumps(record), flush=True)
-            else:
-                ranked = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top)
-                print(f"{path}: {ranked}", flush=True)
+            print(line(prediction, arguments.json), flush=True)
     raise SystemExit(2 if failed else 0)
 
 
