@@ -4,7 +4,10 @@ import torch
 from mlplab.errors import ConfigError
 from mlplab.safety.checkpoints import AtomicCheckpointIO, read_checkpoint
 
-MLPLAB_CHECKPOINT = {"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {"model": {}}}
+MLPLAB_CHECKPOINT = {
+    "state_dict": {"w": torch.ones(2)},
+    "hyper_parameters": {"model": {}, "data": {"dataset": "MNIST"}},
+}
 
 
 def test_a_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):

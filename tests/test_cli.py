@@ -208,9 +208,9 @@ def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     env = dict(os.environ)
 
-    def evaluate(path: Path) -> subprocess.CompletedProcess:
+    def evaluate(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "evaluate", f"ckpt_path={path}"],
+            [sys.executable, "-m", "mlplab.evaluate", *args],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -218,16 +218,38 @@ def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
             timeout=600,
         )
 
-    result = evaluate(run_dir / metrics["best_checkpoint"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}" in (
-        result.stdout + result.stderr
-    )
+    scores = f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}"
+    for checkpoint in (run_dir / metrics["best_checkpoint"], run_dir):  # a run: its best
+        result = evaluate(f"ckpt_path={checkpoint}", "data=mnist")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert scores in result.stdout + result.stderr
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    refused = evaluate(tmp_path / "notes.ckpt")
-    refusal = refused.stdout + refused.stderr
-    assert refused.returncode == 2 and "is not a readable checkpoint" in refusal
-    assert "Traceback" not in refusal
+    for args, message in [
+        ([f"ckpt_path={tmp_path / 'notes.ckpt'}"], "is not a readable checkpoint"),
+        (
+            [f"ckpt_path={run_dir}", "data=fashion_mnist"],
+            "was trained on MNIST, so it cannot be tested on FashionMNIST",
+        ),
+    ]:
+        refused = evaluate(*args)
+        refusal = refused.stdout + refused.stderr
+        assert refused.returncode == 2 and message in refusal
+        assert "Traceback" not in refusal
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("mlplab.evaluate", "python -m mlplab.evaluate ckpt_path="),
+        ("mlplab.report", "usage: python -m mlplab.report"),
+        ("mlplab.predict", "usage: python -m mlplab.predict"),
+    ],
+)
+def test_each_command_names_itself_in_its_help(tmp_path, command, usage):
+    result = subprocess.run(
+        [sys.executable, "-m", command, "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith(usage)
 
 
 def test_diverged_run_exits_with_status_3_and_one_line(tiny_mnist, tmp_path):

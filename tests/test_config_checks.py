@@ -23,6 +23,13 @@ from mlplab.errors import ConfigError
         ("trainer.accelerator=tpu", r"trainer\.accelerator='tpu' is not valid: auto, cpu"),
         ("activation=maxout activation.pieces=1", r"activation\.pieces=1 is not valid"),
         ("seed=1.5", r"seed=1\.5 is not valid: a whole number"),
+        ("data.std=0", r"data\.std=0 is not valid: a number > 0"),
+        ("data.mean=abc", r"data\.mean='abc' is not valid: a number"),
+        (
+            "data.class_names=[a,b]",
+            r"model\.num_classes=10 but data\.class_names lists 2 classes: "
+            r"set model\.num_classes=2$",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_key_value_and_what_is_accepted(

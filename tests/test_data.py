@@ -2,14 +2,36 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
-from mlplab.data import MNIST_MEAN, MNIST_STD, MNISTDataModule, TensorBatches, load_mnist_split
+from mlplab.config_compose import compose_train_config
+from mlplab.data import DATASETS, MNISTDataModule, TensorBatches, load_split
 from mlplab.errors import ConfigError
-from tests.conftest import TINY_TEST, TINY_TRAIN, tiny_digits, write_idx
+from tests.conftest import (
+    TINY_TEST,
+    TINY_TRAIN,
+    real_data,
+    tiny_digits,
+    write_idx,
+    write_tiny_mnist,
+)
 
 
 def raw_file(root: Path, name: str) -> Path:
     return root / "MNIST" / "raw" / name
+
+
+def data_config(root: Path, *overrides: str):
+    """The data group's config for `root`, as `python -m train` composes it."""
+    return compose_train_config(root.parent / "run", [f"data.root={root}", *overrides]).data
+
+
+def make_datamodule(root: Path, *overrides: str) -> MNISTDataModule:
+    return instantiate(data_config(root, *overrides))
+
+
+def load_mnist_split(root: Path, train: bool, download: bool = False):
+    return load_split(root, "MNIST", train, download, num_classes=10)
 
 
 def test_load_mnist_split_reads_images_and_labels_from_idx_files(tiny_mnist):
@@ -21,7 +43,7 @@ def test_load_mnist_split_reads_images_and_labels_from_idx_files(tiny_mnist):
 
 
 def test_setup_splits_train_into_disjoint_train_and_val_and_keeps_test(tiny_mnist):
-    datamodule = MNISTDataModule(str(tiny_mnist), val_size=100, seed=3)
+    datamodule = make_datamodule(tiny_mnist, "data.val_size=100", "data.seed=3")
     datamodule.setup("fit")
     train_features, _ = datamodule.splits["train"]
     val_features, _ = datamodule.splits["val"]
@@ -34,7 +56,7 @@ def test_setup_splits_train_into_disjoint_train_and_val_and_keeps_test(tiny_mnis
 
 def test_split_depends_only_on_seed(tiny_mnist):
     def val_labels(seed: int) -> torch.Tensor:
-        datamodule = MNISTDataModule(str(tiny_mnist), val_size=100, seed=seed)
+        datamodule = make_datamodule(tiny_mnist, "data.val_size=100", f"data.seed={seed}")
         datamodule.setup("fit")
         return datamodule.splits["val"][1]
 
@@ -42,14 +64,19 @@ def test_split_depends_only_on_seed(tiny_mnist):
     assert not torch.equal(val_labels(1), val_labels(2))
 
 
-def test_normalize_standardises_with_mnist_mean_and_std_else_scales_to_unit_range(tiny_mnist):
-    plain = MNISTDataModule(str(tiny_mnist), val_size=100, normalize=False)
-    standardised = MNISTDataModule(str(tiny_mnist), val_size=100, normalize=True)
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "kmnist"])
+def test_normalize_standardises_with_the_datasets_mean_and_std_else_scales_to_unit_range(
+    tmp_path, dataset
+):
+    config = data_config(tmp_path / "data", f"data={dataset}")
+    root = write_tiny_mnist(tmp_path / "data", config.dataset)
+    plain = make_datamodule(root, f"data={dataset}", "data.val_size=100", "data.normalize=false")
+    standardised = make_datamodule(root, f"data={dataset}", "data.val_size=100")
     plain.setup()
     standardised.setup()
     x_plain = plain.splits["test"][0]
     assert x_plain.min() >= 0 and x_plain.max() == 1.0
-    torch.testing.assert_close(standardised.splits["test"][0], (x_plain - MNIST_MEAN) / MNIST_STD)
+    torch.testing.assert_close(standardised.splits["test"][0], (x_plain - config.mean) / config.std)
 
 
 def test_shuffled_batches_cover_every_sample_once_in_a_new_order_each_epoch():
@@ -131,7 +158,7 @@ def test_missing_mnist_with_failing_download_says_where_files_were_expected(tmp_
     def no_network(*args, **kwargs):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr("mlplab.data.MNIST", no_network)
+    monkeypatch.setitem(DATASETS, "MNIST", no_network)
     with pytest.raises(ConfigError, match=r"download failed.*data\.root"):
         load_mnist_split(tmp_path, train=True, download=True)
 
@@ -159,13 +186,13 @@ def test_image_and_label_counts_that_disagree_are_refused(tiny_mnist):
 
 
 def test_val_size_not_smaller_than_training_set_is_refused(tiny_mnist):
-    datamodule = MNISTDataModule(str(tiny_mnist), val_size=TINY_TRAIN)
+    datamodule = make_datamodule(tiny_mnist, f"data.val_size={TINY_TRAIN}")
     with pytest.raises(ConfigError, match=r"data\.val_size=600 must be between 1 and 599"):
         datamodule.setup("fit")
 
 
 def test_dataset_is_held_once_as_float_features(tiny_mnist):
-    datamodule = MNISTDataModule(str(tiny_mnist), val_size=100)
+    datamodule = make_datamodule(tiny_mnist, "data.val_size=100")
     datamodule.setup("fit")
     held = sum(features.nbytes for features, _ in datamodule.splits.values())
     assert held == (TINY_TRAIN + TINY_TEST) * 784 * 4
@@ -175,7 +202,7 @@ def test_label_outside_the_classes_is_refused_when_the_data_loads(tiny_mnist):
     _, labels = tiny_digits(TINY_TRAIN, seed=0)
     labels[17] = 12
     write_idx(raw_file(tiny_mnist, "train-labels-idx1-ubyte"), labels)
-    datamodule = MNISTDataModule(str(tiny_mnist), val_size=100)
+    datamodule = make_datamodule(tiny_mnist, "data.val_size=100")
     with pytest.raises(
         ConfigError, match=r"train-labels-idx1-ubyte holds the label 12, but MNIST's classes are"
     ) as error:
@@ -188,12 +215,75 @@ def test_a_run_decodes_each_split_once(small_run_config, monkeypatch):
     from tests.conftest import train
 
     decoded = []
-    decode = data.MNIST
+    decode = data.DATASETS["MNIST"]
 
     def counted(root, train, download):
         decoded.append("train" if train else "test")
         return decode(root, train=train, download=download)
 
-    monkeypatch.setattr("mlplab.data.MNIST", counted)
+    monkeypatch.setitem(data.DATASETS, "MNIST", counted)
     train(small_run_config())
     assert sorted(decoded) == ["test", "train"]
+
+
+@pytest.mark.parametrize(
+    ("option", "folder"), [("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")]
+)
+def test_each_dataset_is_read_by_torchvision_from_its_own_folder(tmp_path, option, folder):
+    root = write_tiny_mnist(tmp_path / "data", folder)
+    data = make_datamodule(root, f"data={option}", "data.val_size=100", "data.download=false")
+    data.prepare_data()
+    data.setup()
+    expected_images, expected_labels = tiny_digits(TINY_TEST, seed=1)
+    features, labels = data.splits["test"]
+    assert torch.equal(labels, torch.from_numpy(expected_labels))
+    config = data_config(root, f"data={option}")
+    torch.testing.assert_close(
+        features,
+        (torch.from_numpy(expected_images).reshape(TINY_TEST, -1) / 255 - config.mean) / config.std,
+    )
+
+
+def test_a_dataset_missing_from_data_root_names_its_own_folder(tiny_mnist):
+    # tiny_mnist holds MNIST only.
+    with pytest.raises(
+        ConfigError, match=r"KMNIST not found: expected train-images-idx3-ubyte .*/KMNIST/raw"
+    ):
+        make_datamodule(tiny_mnist, "data=kmnist", "data.download=false").prepare_data()
+
+
+def test_bad_files_of_any_dataset_get_the_same_one_line_errors(tmp_path):
+    root = write_tiny_mnist(tmp_path / "data", "FashionMNIST")
+    path = root / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ConfigError, match=r"FashionMNIST/raw/t10k-images-idx3-ubyte is corrupt"):
+        make_datamodule(root, "data=fashion_mnist").prepare_data()
+
+
+def test_a_dataset_that_is_not_in_mnist_format_is_refused(tiny_mnist):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.dataset='CIFAR10' is not valid: one of MNIST, FashionMNIST, KMNIST",
+    ):
+        make_datamodule(tiny_mnist, "data.dataset=CIFAR10").prepare_data()
+
+
+@pytest.mark.parametrize("option", ["mnist", "fashion_mnist", "kmnist"])
+def test_class_names_are_torchvision_s_in_label_order(tmp_path, option):
+    config = data_config(tmp_path / "data", f"data={option}")
+    torchvision_names = DATASETS[config.dataset].classes
+    if option == "mnist":  # torchvision spells them "0 - zero", ...
+        torchvision_names = [name.split(" - ")[0] for name in torchvision_names]
+    assert list(config.class_names) == torchvision_names
+
+
+@pytest.mark.parametrize("option", ["mnist", "fashion_mnist", "kmnist"])
+def test_normalisation_statistics_are_those_of_the_training_images(tmp_path, option):
+    config = data_config(tmp_path / "data", f"data={option}")
+    root = real_data(config.dataset)
+    images, _ = load_split(root, config.dataset, train=True, download=False, num_classes=10)
+    pixels = images.double() / 255
+    assert (round(pixels.mean().item(), 4), round(pixels.std().item(), 4)) == (
+        config.mean,
+        config.std,
+    )

@@ -79,7 +79,7 @@ def test_report_writes_markdown_and_the_three_plots(small_sweep):
 def test_report_command_rewrites_the_report_and_prints_the_table(small_sweep):
     (small_sweep / "summary.md").unlink()
     result = subprocess.run(
-        [sys.executable, "-m", "report", str(small_sweep)], capture_output=True, text=True
+        [sys.executable, "-m", "mlplab.report", str(small_sweep)], capture_output=True, text=True
     )
     assert result.returncode == 0
     assert "| configuration |" in result.stdout
@@ -89,7 +89,7 @@ def test_report_command_rewrites_the_report_and_prints_the_table(small_sweep):
 @pytest.mark.end_to_end
 def test_report_command_refuses_a_folder_without_runs_with_status_2(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "report", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "mlplab.report", str(tmp_path)], capture_output=True, text=True
     )
     assert result.returncode == 2
     assert f"error: {tmp_path} holds no runs" in result.stderr

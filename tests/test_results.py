@@ -41,8 +41,11 @@ def mlplab_imports(path: Path) -> set[str]:
     imported = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlplab"):
+            # `from mlplab import results` imports the module results; the package itself
+            # counts only for a name it defines (`from mlplab import load_checkpoint`).
             names = [f"{node.module}.{alias.name}" for alias in node.names]
-            imported |= {node.module} | {name for name in names if module_file(name)}
+            modules = {name for name in names if module_file(name)}
+            imported |= modules | ({node.module} if len(modules) < len(names) else set())
         elif isinstance(node, ast.Import):
             imported |= {alias.name for alias in node.names if alias.name.startswith("mlplab")}
     return imported

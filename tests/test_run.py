@@ -14,7 +14,7 @@ from mlplab.errors import ConfigError, RunInterrupted, TrainingDiverged
 from mlplab.evaluation import evaluate_checkpoint
 from mlplab.hparams import compared_hparams
 from mlplab.safety.checkpoints import AtomicCheckpointIO
-from tests.conftest import train
+from tests.conftest import train, write_tiny_mnist
 
 TIMINGS = ("train_seconds", "test_seconds")
 
@@ -276,13 +276,24 @@ def test_run_stopped_twice_in_one_epoch_resumes_to_the_same_results_and_curves(
     assert [step for step, _ in scalar_points(stopped, "train/loss_step")] == list(range(20))
 
 
-def test_finished_run_resumed_with_more_epochs_equals_a_longer_run(small_run_config, tmp_path):
-    train(small_run_config("trainer.max_epochs=2", name="longer"))
-    train(small_run_config("trainer.max_epochs=1", name="extended"))
+@pytest.mark.parametrize(("option", "dataset"), [("mnist", "MNIST"), ("kmnist", "KMNIST")])
+def test_finished_run_resumed_with_more_epochs_equals_a_longer_run(
+    small_run_config, tiny_mnist, tmp_path, option, dataset
+):
+    if dataset != "MNIST":
+        write_tiny_mnist(tiny_mnist, dataset)
+    train(small_run_config(f"data={option}", "trainer.max_epochs=2", name="longer"))
+    train(small_run_config(f"data={option}", "trainer.max_epochs=1", name="extended"))
     extended = tmp_path / "extended"
-    train(small_run_config("trainer.max_epochs=2", f"resume={extended}", name="extended"))
+    train(
+        small_run_config(
+            f"data={option}", "trainer.max_epochs=2", f"resume={extended}", name="extended"
+        )
+    )
     assert results(extended) == results(tmp_path / "longer")
     assert same_weights(final_weights(extended), final_weights(tmp_path / "longer"))
+    checkpoint = torch.load(extended / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["data"]["dataset"] == dataset
 
 
 def test_resume_from_a_damaged_checkpoint_fails_in_one_line(small_run_config, tmp_path):

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch.nn.functional import cross_entropy
 
 from mlplab.build import build_classifier
-from mlplab.data import load_mnist_split, to_features
+from mlplab.data import load_split, to_features
 from mlplab.evaluation import evaluate_checkpoint
 from mlplab.safety.checkpoints import read_checkpoint
 from tests.conftest import SMALL_RUN, TINY_TEST
@@ -60,11 +60,12 @@ def test_ddp_metrics_count_both_processes_shares_and_equal_one_process_on_its_ch
     assert [p.name for p in (run_dir / "tensorboard").iterdir() if p.is_dir()] == []
 
     checkpoint = read_checkpoint(run_dir / metrics["best_checkpoint"])
-    classifier = build_classifier(OmegaConf.create(checkpoint["hyper_parameters"]))
+    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    classifier = build_classifier(run_cfg)
     classifier.load_state_dict(checkpoint["state_dict"])
-    images, labels = load_mnist_split(tiny_mnist, train=False, download=False)
+    images, labels = load_split(tiny_mnist, "MNIST", train=False, download=False, num_classes=10)
     with torch.no_grad():
-        logits = classifier(to_features(images, normalize=True))
+        logits = classifier(to_features(images, True, run_cfg.data.mean, run_cfg.data.std))
     correct = int((logits.argmax(dim=1) == labels).sum())
     assert metrics["test/acc"] == pytest.approx(correct / TINY_TEST, abs=1e-7)
     assert metrics["test/loss"] == pytest.approx(cross_entropy(logits, labels).item(), rel=1e-6)

@@ -1,1 +1,16 @@
-"""mlplab: train MLPs on MNIST and compare what activations, initialisations and optimisers do."""
+"""mlplab: train MLPs on MNIST-format datasets and compare what activations, initialisations
+and optimisers do.
+
+`from mlplab import load_checkpoint, predict` loads a trained network for a notebook. They are
+imported on first use, so that commands which need neither start without PyTorch.
+"""
+
+__all__ = ["load_checkpoint", "predict"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from mlplab import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'mlplab' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from mlplab.build import build_classifier, build_trainer
@@ -132,14 +133,20 @@ class FirstStepMarker(L.Callback):
             self.path.write_text(str(time.time()))
 
 
+def datamodule_of(cfg: DictConfig) -> MNISTDataModule:
+    """The run's data, loaded: the splits as `python -m train` trains on them."""
+    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    datamodule.setup("fit")
+    return datamodule
+
+
 def mlplab_epoch(data_root: str, overrides: list[str], output_dir: Path, timer: EpochTimer):
     """One epoch of `python -m train` (default config plus `overrides`), then its test pass."""
     cfg = compose_train_config(
         output_dir, [f"data.root={data_root}", "trainer.max_epochs=1", *overrides]
     )
     L.seed_everything(cfg.seed, verbose=False)
-    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
-    datamodule.setup("fit")
+    datamodule = datamodule_of(cfg)
     classifier = build_classifier(cfg)
     trainer = build_trainer(cfg)
     trainer.callbacks.append(timer)
@@ -228,12 +235,12 @@ def paired_ratios(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]
 
 
 def run_benchmark(data_root: str, repetitions: int) -> dict:
-    datamodule = MNISTDataModule(data_root)
-    datamodule.setup("fit")
-    features, labels = datamodule.splits["train"]
     epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS)}
     with tempfile.TemporaryDirectory() as folder:
+        default = compose_train_config(Path(folder) / "data", [f"data.root={data_root}"])
+        datamodule = datamodule_of(default)
+        features, labels = datamodule.splits["train"]
         for repetition in range(repetitions):
             epochs["course_loop"].append(course_loop_epoch(data_root, 100))
             for name, (fused, batch_size) in PLAIN_LOOPS.items():

@@ -6,6 +6,8 @@ anything.
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -36,6 +38,14 @@ def build_classifier(cfg: DictConfig) -> Classifier:
         num_classes=cfg.model.num_classes,
         hparams=OmegaConf.to_container(cfg, resolve=True),
     )
+
+
+def load_classifier(cfg: DictConfig, checkpoint: dict[str, Any]) -> Classifier:
+    """The classifier `cfg` describes, with the weights of `checkpoint` (as read_checkpoint
+    returns it)."""
+    classifier = build_classifier(cfg)
+    classifier.load_state_dict(checkpoint["state_dict"])
+    return classifier
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:

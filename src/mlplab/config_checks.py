@@ -40,6 +40,18 @@ def check_data(data: DictConfig) -> None:
         require(is_whole_number(value) and value >= 1, f"data.{key}", value, "a whole number >= 1")
     for key in ("normalize", "download"):
         require(isinstance(data[key], bool), f"data.{key}", data[key], "true or false")
+    require(is_number(data.mean), "data.mean", data.mean, "a number")
+    require(is_number(data.std) and data.std > 0, "data.std", data.std, "a number > 0")
+
+
+def check_classes(cfg: DictConfig) -> None:
+    """The network has one output per class of the dataset."""
+    classes, outputs = len(cfg.data.class_names), cfg.model.num_classes
+    if classes != outputs:
+        raise ConfigError(
+            f"model.num_classes={outputs} but data.class_names lists {classes} classes: "
+            f"set model.num_classes={classes}"
+        )
 
 
 def check_model(model: DictConfig) -> None:
@@ -202,6 +214,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     require(is_whole_number(cfg.seed), "seed", cfg.seed, "a whole number")
     check_data(cfg.data)
     check_model(cfg.model)
+    check_classes(cfg)
     check_activation(cfg.activation)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)

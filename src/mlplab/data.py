@@ -1,4 +1,5 @@
-"""MNIST as one preloaded tensor per split, served in shuffled index-slice batches."""
+"""MNIST-format datasets (MNIST, Fashion-MNIST, KMNIST) as one preloaded tensor per split,
+served in shuffled index-slice batches."""
 
 from __future__ import annotations
 
@@ -8,19 +9,29 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torchvision.datasets import MNIST
+from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
 from mlplab.errors import ConfigError
 
-NUM_CLASSES = 10
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
+# torchvision's datasets in MNIST's file format, by class name: the name of their folder
+# under data.root too (e.g. FashionMNIST/raw/).
+DATASETS = {dataset.__name__: dataset for dataset in (MNIST, FashionMNIST, KMNIST)}
 IMAGE_FILE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABEL_FILE_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 
 
+def dataset_class(name: str) -> type[MNIST]:
+    """The torchvision dataset called `name`; ConfigError for one not in MNIST's format."""
+    if name not in DATASETS:
+        raise ConfigError(
+            f"data.dataset={name!r} is not valid: one of {', '.join(DATASETS)} "
+            "(torchvision's datasets in MNIST's file format; data=mnist, fashion_mnist or kmnist)"
+        )
+    return DATASETS[name]
+
+
 def idx_files(raw_folder: Path, train: bool) -> tuple[Path, Path]:
-    """Paths of the (images, labels) IDX files of one MNIST split."""
+    """Paths of the (images, labels) IDX files of one split."""
     prefix = "train" if train else "t10k"
     return raw_folder / f"{prefix}-images-idx3-ubyte", raw_folder / f"{prefix}-labels-idx1-ubyte"
 
@@ -58,28 +69,28 @@ def check_idx_file(path: Path, magic: int) -> int:
     return shape[0]
 
 
-def ensure_mnist_files(root: Path, train: bool, download: bool) -> tuple[Path, Path]:
+def ensure_files(root: Path, dataset: str, train: bool, download: bool) -> tuple[Path, Path]:
     """The (images, labels) IDX files of one split, downloaded when missing and allowed.
 
-    Their headers are checked against their sizes and each other; nothing is decoded.
+    They are where torchvision's dataset class reads them, `root/<dataset>/raw/`. Their
+    headers are checked against their sizes and each other; nothing is decoded.
     """
-    raw_folder = root / "MNIST" / "raw"
+    torchvision_dataset = dataset_class(dataset)  # an unknown name fails before any file is sought
+    raw_folder = root / dataset / "raw"
     image_file, label_file = idx_files(raw_folder, train)
     if not (image_file.exists() and label_file.exists()):
+        root_hint = f"data.root to the folder that holds {dataset}/raw/ (or DATA_DIR)"
         if not download:
             raise ConfigError(
-                f"MNIST not found: expected {image_file.name} and {label_file.name} "
-                f"in {raw_folder}. "
-                "Set data.root to the folder that holds MNIST/raw/ (or DATA_DIR), "
-                "or data.download=true to fetch it"
+                f"{dataset} not found: expected {image_file.name} and {label_file.name} "
+                f"in {raw_folder}. Set {root_hint}, or data.download=true to fetch it"
             )
         try:
-            MNIST(root, train=train, download=True)
+            torchvision_dataset(root, train=train, download=True)
         except (RuntimeError, OSError) as error:
             raise ConfigError(
-                f"MNIST not found in {raw_folder} and the download failed ({error}). "
-                "Put the four IDX files there, or set data.root to the folder that holds "
-                "MNIST/raw/ (or DATA_DIR)"
+                f"{dataset} not found in {raw_folder} and the download failed ({error}). "
+                f"Put the four IDX files there, or set {root_hint}"
             ) from error
     image_count = check_idx_file(image_file, IMAGE_FILE_MAGIC)
     label_count = check_idx_file(label_file, LABEL_FILE_MAGIC)
@@ -91,23 +102,25 @@ def ensure_mnist_files(root: Path, train: bool, download: bool) -> tuple[Path, P
     return image_file, label_file
 
 
-def load_mnist_split(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    root: Path, dataset: str, train: bool, download: bool, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 28, 28) uint8 and labels (N,) int64 of one split, downloading when allowed."""
-    _, label_file = ensure_mnist_files(root, train, download)
-    dataset = MNIST(root, train=train, download=False)
-    if len(dataset.targets) and dataset.targets.max() >= NUM_CLASSES:
+    _, label_file = ensure_files(root, dataset, train, download)
+    split = dataset_class(dataset)(root, train=train, download=False)
+    if len(split.targets) and split.targets.max() >= num_classes:
         raise ConfigError(
-            f"{label_file} holds the label {int(dataset.targets.max())}, but MNIST's classes "
-            f"are 0 to {NUM_CLASSES - 1}: the file is damaged; {refetch_hint(label_file)}"
+            f"{label_file} holds the label {int(split.targets.max())}, but {dataset}'s classes "
+            f"are 0 to {num_classes - 1}: the file is damaged; {refetch_hint(label_file)}"
         )
-    return dataset.data, dataset.targets
+    return split.data, split.targets
 
 
-def to_features(images: torch.Tensor, normalize: bool) -> torch.Tensor:
+def to_features(images: torch.Tensor, normalize: bool, mean: float, std: float) -> torch.Tensor:
     """uint8 images (N, 28, 28) -> float32 features (N, 784) in [0, 1], standardised if asked."""
     features = images.reshape(len(images), -1).float().div_(255)
     if normalize:
-        features.sub_(MNIST_MEAN).div_(MNIST_STD)
+        features.sub_(mean).div_(std)
     return features
 
 
@@ -209,11 +222,16 @@ class TensorBatches:
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST train / validation (seeded split of the 60k) / test (the 10k), preloaded as tensors."""
+    """A dataset in MNIST's format: train / validation (a seeded split of the training set) /
+    test, preloaded as tensors."""
 
     def __init__(
         self,
         root: str,
+        dataset: str,
+        mean: float,
+        std: float,
+        class_names: list[str],
         batch_size: int = 100,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
@@ -221,9 +239,16 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         seed: int = 0,
     ) -> None:
-        """`seed` fixes the train/validation split and the order of the training batches."""
+        """`dataset` is torchvision's class name (MNIST, FashionMNIST, KMNIST); `mean` and `std`
+        standardise the pixels (scaled to [0, 1]) when `normalize`; `class_names` name the
+        labels 0, 1, ... (a label file holding more is refused); `seed` fixes the
+        train/validation split and the order of the training batches."""
         super().__init__()
         self.root = Path(os.path.expanduser(root))
+        self.dataset = dataset
+        self.mean = mean
+        self.std = std
+        self.num_classes = len(class_names)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
@@ -245,12 +270,12 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         for train in (True, False):
-            ensure_mnist_files(self.root, train, self.download)
+            ensure_files(self.root, self.dataset, train, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        images, labels = load_mnist_split(self.root, train=True, download=False)
+        images, labels = self._load(train=True)
         if not 0 < self.val_size < len(labels):
             raise ConfigError(
                 f"data.val_size={self.val_size} must be between 1 and {len(labels) - 1} "
@@ -258,13 +283,21 @@ class MNISTDataModule(L.LightningDataModule):
             )
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
-        test_images, test_labels = load_mnist_split(self.root, train=False, download=False)
+        test_images, test_labels = self._load(train=False)
         # Split the uint8 images first, so that each image is converted to float only once.
         self.splits = {
-            "train": (to_features(images[train_index], self.normalize), labels[train_index]),
-            "val": (to_features(images[val_index], self.normalize), labels[val_index]),
-            "test": (to_features(test_images, self.normalize), test_labels),
+            "train": (self._features(images[train_index]), labels[train_index]),
+            "val": (self._features(images[val_index]), labels[val_index]),
+            "test": (self._features(test_images), test_labels),
         }
+
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return load_split(
+            self.root, self.dataset, train, download=False, num_classes=self.num_classes
+        )
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        return to_features(images, self.normalize, self.mean, self.std)
 
     def _batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")

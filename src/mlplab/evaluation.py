@@ -10,23 +10,35 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab import results
-from mlplab.build import build_classifier
-from mlplab.errors import one_line_errors
-from mlplab.safety.checkpoints import read_checkpoint
+from mlplab.build import load_classifier
+from mlplab.errors import ConfigError, one_line_errors
+from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_checkpoint(ckpt_path: Path, data_root: str | None, accelerator: str) -> dict:
-    """`test/acc` and `test/loss` of the network saved in `ckpt_path`."""
+def evaluate_checkpoint(
+    ckpt_path: Path, data_root: str | None, accelerator: str, dataset: str | None = None
+) -> dict:
+    """`test/acc` and `test/loss` of the network saved in `ckpt_path` (or a run folder's best).
+
+    `dataset` is the one the caller means to test on: the checkpoint's own dataset is the only
+    one it can be tested on, so another is refused.
+    """
+    ckpt_path = checkpoint_file(ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     run_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    trained_on = run_cfg.data.dataset
+    if dataset not in (None, trained_on):
+        raise ConfigError(
+            f"{ckpt_path} was trained on {trained_on}, so it cannot be tested on {dataset}: "
+            f"drop data=, or pass a checkpoint trained on {dataset}"
+        )
     if data_root is not None:
         run_cfg.data.root = data_root
     datamodule = instantiate(run_cfg.data)
     datamodule.prepare_data()
-    classifier = build_classifier(run_cfg)
-    classifier.load_state_dict(checkpoint["state_dict"])
+    classifier = load_classifier(run_cfg, checkpoint)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -44,7 +56,8 @@ def evaluate_checkpoint(ckpt_path: Path, data_root: str | None, accelerator: str
 def evaluate(cfg: DictConfig) -> dict:
     """Print the checkpoint's test results in one line; a mistake in one line and exit status 2."""
     logging.getLogger("lightning").handlers.clear()
+    dataset = cfg.data.dataset if cfg.get("data") else None
     with one_line_errors():
-        scores = evaluate_checkpoint(Path(cfg.ckpt_path), cfg.data_root, cfg.accelerator)
+        scores = evaluate_checkpoint(Path(cfg.ckpt_path), cfg.data_root, cfg.accelerator, dataset)
     log.info(f"test/acc {scores[results.TEST_ACC]:.4f}  test/loss {scores[results.TEST_LOSS]:.4f}")
     return scores

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from mlplab import results
 from mlplab.errors import ConfigError
 
 
@@ -68,4 +69,27 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"{path} is not an mlplab checkpoint (it holds no network and config of a run): "
             "pass a .ckpt from the checkpoints/ folder of a `python -m train` run"
         )
+    if "dataset" not in hparams.get("data", {}):
+        raise ConfigError(
+            f"{path} does not record the dataset it was trained on (an mlplab from before "
+            "data=fashion_mnist and data=kmnist wrote it): train the run again"
+        )
     return checkpoint
+
+
+def checkpoint_file(path: Path) -> Path:
+    """`path` itself, or for a run folder the best checkpoint its metrics.json names."""
+    if not path.is_dir():
+        return path
+    metrics = results.read_metrics(path)
+    if metrics is None:
+        raise ConfigError(
+            f"{path} is not a finished run (it has no {results.METRICS_FILE}): pass a run "
+            "folder that `python -m train` completed, or a .ckpt file from its checkpoints/"
+        )
+    if not metrics.get("best_checkpoint"):
+        raise ConfigError(
+            f"{path} has no best checkpoint (the run's status is {metrics.get('status')!r}): "
+            "pass a .ckpt file from its checkpoints/, or a run that completed"
+        )
+    return path / metrics["best_checkpoint"]

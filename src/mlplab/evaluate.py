@@ -1,10 +1,11 @@
-"""`python -m evaluate ckpt_path=<file.ckpt>`: test a saved checkpoint on the MNIST test set."""
+"""`python -m mlplab.evaluate ckpt_path=<file.ckpt or run folder>`: test a saved checkpoint on
+its dataset's test set."""
 
 import hydra
 from omegaconf import DictConfig
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from mlplab.evaluation import evaluate  # imported here so `--help` answers fast
 

@@ -1,11 +1,11 @@
-"""`python -m report <sweep folder>`: the summary table and plots of a sweep."""
+"""`python -m mlplab.report <sweep folder>`: the summary table and plots of a sweep."""
 
 import argparse
 from pathlib import Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mlplab.report", description=__doc__)
     parser.add_argument(
         "sweep_dir", type=Path, help="a multirun folder, e.g. outputs/sweeps/<time>"
     )
