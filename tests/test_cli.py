@@ -222,7 +222,7 @@ def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
     for checkpoint in (run_dir / metrics["best_checkpoint"], run_dir):  # a run: its best
         result = evaluate(f"ckpt_path={checkpoint}", "data=mnist")
         assert result.returncode == 0, result.stderr[-2000:]
-        assert scores in result.stdout + result.stderr
+        assert (result.stdout + result.stderr).strip() == scores  # the scores and nothing else
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     for args, message in [
         ([f"ckpt_path={tmp_path / 'notes.ckpt'}"], "is not a readable checkpoint"),
