@@ -8,7 +8,8 @@ import pytest
 from mlplab.hparams import compared_hparams
 from mlplab.results import read_metrics
 from mlplab.trackers import RUN_FOLDER_TAG
-from tests.conftest import composed_choices, train
+from tests.conftest import SMALL_RUN, compose_train_config, composed_choices, train
+from tests.test_cli import run_train
 
 TWO_EPOCHS = ["trainer.max_epochs=2", "trainer.log_every_n_steps=2"]
 
@@ -76,13 +77,16 @@ def wandb_records(path: Path):
             yield record
 
 
-def test_wandb_offline_run_folder_holds_the_config_and_history(small_run_config, tmp_path):
-    overrides = ["logger=wandb", *TWO_EPOCHS]
-    cfg = small_run_config(*overrides)
-    choices = composed_choices(overrides)
-    train(cfg, overrides, choices)
+@pytest.mark.end_to_end
+def test_wandb_offline_run_folder_holds_the_config_and_history(tiny_mnist, tmp_path):
+    # A process of its own, as a person runs it: W&B writes its run file from a service
+    # process and completes it when the run ends.
+    overrides = ["logger=wandb", *SMALL_RUN, *TWO_EPOCHS]
+    run_dir = tmp_path / "run"
+    result = run_train([*overrides, f"hydra.run.dir={run_dir}"], tiny_mnist, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
 
-    (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     config, history = {}, {}
     for record in wandb_records(run_file):
         for update in (record.config.update, record.run.config.update):
@@ -91,9 +95,10 @@ def test_wandb_offline_run_folder_holds_the_config_and_history(small_run_config,
             for item in record.history.item:
                 key = item.key or "/".join(item.nested_key)
                 history.setdefault(key, []).append(float(item.value_json))
-    assert set(compared_hparams(cfg, choices)) <= set(config)
+    cfg = compose_train_config(run_dir, tiny_mnist, [*SMALL_RUN, *overrides])
+    assert set(compared_hparams(cfg, composed_choices(overrides))) <= set(config)
     assert config["activation"] == '"relu"'
-    metrics = read_metrics(tmp_path / "run")
+    metrics = read_metrics(run_dir)
     assert len(history["val/acc"]) == 2
     assert history["results/test_acc"] == [pytest.approx(metrics["test/acc"])]
 
