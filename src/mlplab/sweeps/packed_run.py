@@ -128,7 +128,8 @@ def train_group(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Outcome]:
         callbacks=packed_callbacks(first, jobs),
         plugins=[AtomicCheckpointIO()],
     )
-    log.info(f"training {len(jobs)} jobs as one packed network: {', '.join(map(folder_of, jobs))}")
+    numbers = ", ".join(f"#{job.number}" for job in facts)
+    log.info(f"training jobs {numbers} as one packed network of {len(jobs)} copies")
 
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -170,10 +171,6 @@ def train_group(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Outcome]:
         close_trackers(job.loggers)
         outcomes.append(finished(metrics))
     return outcomes
-
-
-def folder_of(job: PackedJob) -> str:
-    return job.folder.name
 
 
 def value_of(fit_results: dict, stage: str, name: str, copy: int) -> float | None:
