@@ -90,6 +90,12 @@ def test_packed_checkpoints_hold_what_a_single_runs_checkpoints_hold(packed_and_
         )
 
 
+def curve_points(folder: Path) -> set[tuple[str, ...]]:
+    """The (step, tag) pairs of a run's curves.csv."""
+    lines = (folder / "curves.csv").read_text().splitlines()[1:]
+    return {tuple(line.split(",")[:2]) for line in lines}
+
+
 def test_packed_job_writes_the_metrics_and_curves_of_a_single_run(packed_and_alone):
     root, packed_metrics, alone_metrics = packed_and_alone
     for name, packed, alone in zip(JOBS, packed_metrics, alone_metrics):
@@ -98,12 +104,7 @@ def test_packed_job_writes_the_metrics_and_curves_of_a_single_run(packed_and_alo
             assert packed[key] == pytest.approx(alone[key], abs=1e-4)
         written = json.loads((root / "packed" / name / "metrics.json").read_text())
         assert written == packed
-
-        def points(kind: str) -> set[tuple[str, str]]:
-            lines = (root / kind / name / "curves.csv").read_text().splitlines()[1:]
-            return {tuple(line.split(",")[:2]) for line in lines}
-
-        assert points("packed") == points("alone")
+        assert curve_points(root / "packed" / name) == curve_points(root / "alone" / name)
 
 
 def test_packed_and_one_by_one_test_results_agree_within_their_seed_spread(packed_and_alone):

@@ -21,6 +21,7 @@ from mlplab import results
 from mlplab.data import MNISTDataModule
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.sweeps.packed_classifier import PackedClassifier
+from mlplab.sweeps.packed_net import PackedNetworks
 
 
 @dataclass
@@ -43,17 +44,22 @@ class PackedJob:
 
 
 def copy_of_optimizer_state(
-    state: dict[str, Any], copy: int, stacked: list[torch.Tensor]
+    state: dict[str, Any], copy: int, network: PackedNetworks
 ) -> dict[str, Any]:
     """Slice `copy` of each per-element tensor of the optimiser's state (Adam's moments,
-    SGD's momentum); shared values such as Adam's step count stay as they are."""
+    SGD's momentum) in a single network's layout; shared values such as Adam's step count
+    stay as they are."""
+    stacked = list(network.stacked)
 
-    def sliced(value: Any, shape: torch.Size) -> Any:
-        is_per_element = torch.is_tensor(value) and value.shape == shape
-        return value[copy].clone() if is_per_element else value
+    def sliced(value: Any, index: int) -> Any:
+        if torch.is_tensor(value) and value.shape == stacked[index].shape:
+            return network.as_single(index, value[copy]).clone(
+                memory_format=torch.contiguous_format
+            )
+        return value
 
     per_parameter = {
-        index: {name: sliced(value, stacked[index].shape) for name, value in values.items()}
+        index: {name: sliced(value, index) for name, value in values.items()}
         for index, values in state["state"].items()
     }
     return {"state": per_parameter, "param_groups": state["param_groups"]}
@@ -77,14 +83,13 @@ def single_checkpoint(
     return {
         **{key: packed[key] for key in shared if key in packed},
         "state_dict": {
-            name: parameter.detach().clone()
+            name: parameter.detach().clone(memory_format=torch.contiguous_format)
             for name, parameter in zip(job.parameter_names, network.copy_parameters(copy))
         },
         "loops": with_loader_state(packed["loops"], loader_state),
         "callbacks": {job.best.state_key: job.best.state_dict()} if job.best else {},
         "optimizer_states": [
-            copy_of_optimizer_state(state, copy, list(network.stacked))
-            for state in packed["optimizer_states"]
+            copy_of_optimizer_state(state, copy, network) for state in packed["optimizer_states"]
         ],
         "hparams_name": "hparams",
         "hyper_parameters": OmegaConf.to_container(job.cfg, resolve=True),

