@@ -53,7 +53,7 @@ def copy_of_optimizer_state(
 
     def sliced(value: Any, index: int) -> Any:
         if torch.is_tensor(value) and value.shape == stacked[index].shape:
-            return network.as_single(index, value[copy]).clone(
+            return network.swap_layout(index, value[copy]).clone(
                 memory_format=torch.contiguous_format
             )
         return value

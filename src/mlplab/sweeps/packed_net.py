@@ -102,17 +102,17 @@ class PackedNetworks(nn.Module):
         return torch.stack(slices)
 
     @staticmethod
-    def as_single(index: int, value: torch.Tensor) -> torch.Tensor:
+    def swap_layout(index: int, value: torch.Tensor) -> torch.Tensor:
         """One copy's slice of parameter `index` (or of a tensor of its shape, such as Adam's
-        moments) laid out as a single network's parameter: weights back to [out, in]."""
+        moments) laid out as a single network's parameter, and back: weights transposed."""
         return value.t() if index % 2 == 0 else value
 
     def copy_parameters(self, copy: int) -> list[torch.Tensor]:
         """Slice `copy` of each parameter: a single network's parameters (views), in its order."""
-        return [self.as_single(i, parameter[copy]) for i, parameter in enumerate(self.stacked)]
+        return [self.swap_layout(i, parameter[copy]) for i, parameter in enumerate(self.stacked)]
 
     @torch.no_grad()
     def set_copy(self, copy: int, parameters: list[torch.Tensor]) -> None:
         """Write a single network's parameters (in its order) into slice `copy`."""
         for index, (stacked, parameter) in enumerate(zip(self.stacked, parameters)):
-            stacked[copy] = self.as_single(index, parameter)
+            stacked[copy] = self.swap_layout(index, parameter)
