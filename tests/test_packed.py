@@ -196,3 +196,36 @@ def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
     continued = json.loads((packed_job / "metrics.json").read_text())
     assert continued["status"] == "completed" and continued["epochs"] == 2
     assert "packed_jobs" not in continued  # the second epoch trained alone
+
+
+def test_a_packed_group_that_finds_its_jobs_last_checkpoints_continues_as_a_group(
+    packed_and_alone,
+):
+    root, _, _ = packed_and_alone
+
+    def configs(epochs: int):
+        return [
+            compose_train_config(
+                root / "requeued" / name,
+                root / "data",
+                [*TWO_EPOCHS, f"trainer.max_epochs={epochs}", *JOBS[name]],
+            )
+            for name in JOBS
+        ]
+
+    in_sweep = [JobFacts(number=number, in_sweep=True) for number in range(len(JOBS))]
+    stopped = [outcome() for outcome in fit_and_test_packed(configs(1), in_sweep)]
+    assert [metrics["epochs"] for metrics in stopped] == [1, 1, 1]
+    continued = [outcome() for outcome in fit_and_test_packed(configs(2), in_sweep)]
+    assert [metrics["epochs"] for metrics in continued] == [2, 2, 2]
+    for name in JOBS:
+        requeued, alone = checkpoint(root, "requeued", name), checkpoint(root, "alone", name)
+        for key, weight in alone["state_dict"].items():
+            torch.testing.assert_close(requeued["state_dict"][key], weight, rtol=1e-4, atol=1e-5)
+        # As for a single run resumed at step 10: the points the stopped run wrote at its
+        # checkpoint's step (the epoch's hidden-layer statistics) are dropped.
+        alone_points = curve_points(root / "alone" / name)
+        at_checkpoint = {(step, tag) for step, tag in alone_points if step == "10"}
+        assert curve_points(root / "requeued" / name) == alone_points - {
+            point for point in at_checkpoint if point[1].startswith("activation/")
+        }

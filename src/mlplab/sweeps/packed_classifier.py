@@ -40,6 +40,12 @@ class CopySums:
         """{"acc", "loss"}, each (K,)."""
         return {"acc": self.correct / self.count, "loss": self.loss_sum / self.count}
 
+    def load_copies(self, states: list[dict[str, torch.Tensor]]) -> None:
+        """Each copy's sums from a single run's checkpoint state (see copy_state)."""
+        self.loss_sum = torch.stack([state["loss_sum"] for state in states])
+        self.correct = torch.stack([state["correct"] for state in states])
+        self.count = states[0]["count"].clone()
+
     def copy_state(self, copy: int) -> dict[str, torch.Tensor]:
         """Copy `copy`'s sums as a single run's Classifier keeps them."""
         return {
@@ -122,7 +128,11 @@ class PackedClassifier(L.LightningModule):
             self.trainer.should_stop = True
 
     def on_train_start(self) -> None:
-        self.training_sums.reset(self.device)
+        # Fresh or restored from the jobs' checkpoints, the sums live where the weights do.
+        sums = self.training_sums
+        sums.loss_sum, sums.correct, sums.count = (
+            total.to(self.device) for total in (sums.loss_sum, sums.correct, sums.count)
+        )
 
     def on_train_epoch_start(self) -> None:
         self.epoch_results = {}  # an epoch without validation has no val results

@@ -61,6 +61,14 @@ class PackedMNIST(L.LightningDataModule):
         self.splits: list[tuple[torch.Tensor, torch.Tensor]] = []  # per copy: (val, train) indices
         self.test: Batch | None = None
         self.train_batches: PackedBatches | None = None
+        self.train_batches_state: list[dict] = []
+
+    # As MNISTDataModule's: the batch orders continue across checkpoints taken at an epoch's end.
+    def state_dict(self) -> list[dict]:
+        return self.train_batches.state_dict() if self.train_batches else []
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        self.train_batches_state = state
 
     def prepare_data(self) -> None:
         self.template.prepare_data()
@@ -93,6 +101,8 @@ class PackedMNIST(L.LightningDataModule):
         self.images = self._on_device(self.images)
         orders = self._orders(1, self.template.batch_size, shuffle=True)
         self.train_batches = PackedBatches(*self.images, orders)
+        if self.train_batches_state:
+            self.train_batches.load_state_dict(self.train_batches_state)
         return self.train_batches
 
     def val_dataloader(self) -> PackedBatches:

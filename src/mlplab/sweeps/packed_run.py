@@ -30,6 +30,12 @@ from mlplab.sweeps.packed_curves import PackedCurves, write
 from mlplab.sweeps.packed_data import PackedMNIST
 from mlplab.sweeps.packed_jobs import PackedCheckpoints, PackedJob
 from mlplab.sweeps.packed_net import PackedNetworks
+from mlplab.sweeps.packed_resume import (
+    jobs_last_checkpoints,
+    packed_checkpoint,
+    restore_jobs,
+    save_for_trainer,
+)
 from mlplab.trackers import build_loggers, close_trackers, record_hyperparameters, record_results
 
 log = logging.getLogger(__name__)
@@ -120,11 +126,18 @@ def train_group(
         scheduler=instantiate(first.scheduler) if first.scheduler else None,
     )
     hparams = [compared_hparams(cfg, job.choices) for cfg, job in zip(cfgs, facts)]
+    singles = jobs_last_checkpoints(jobs, facts)
+    resumed_step = singles[0]["global_step"] if singles else None
     for job, job_hparams in zip(jobs, hparams):
-        job.loggers = build_loggers(job.cfg, None)
-        record_hyperparameters(job.loggers, job_hparams)
+        job.loggers = build_loggers(job.cfg, resumed_step)
+        if resumed_step is None:  # a resumed job's trackers have them from its start
+            record_hyperparameters(job.loggers, job_hparams)
         checkpoint = job.cfg.callbacks.get("model_checkpoint")
         job.best = instantiate(checkpoint) if checkpoint else None
+    resume_from = None
+    if singles:
+        restore_jobs(singles, module, jobs)
+        resume_from = save_for_trainer(packed_checkpoint(singles, module, jobs), jobs)
     trainer = instantiate(
         first.trainer,
         logger=False,
@@ -135,7 +148,9 @@ def train_group(
     log.info(f"training jobs {numbers} as one packed network of {len(jobs)} copies")
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    if resume_from:
+        resume_from.unlink()
     train_seconds = time.perf_counter() - started
     fit_results = module.epoch_results
     for copy, job in enumerate(jobs):
