@@ -152,7 +152,6 @@ def train_group(
     if resume_from:
         resume_from.unlink()
     train_seconds = time.perf_counter() - started
-    fit_results = module.epoch_results
     for copy, job in enumerate(jobs):
         if job.best_weights is not None:
             network.set_copy(copy, job.best_weights)  # each job is tested at its best epoch
@@ -160,35 +159,47 @@ def train_group(
     trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - started
 
-    outcomes = []
-    for copy, job in enumerate(jobs):
-        if copy in module.diverged:
-            outcomes.append(failed(module.diverged[copy]))
-            close_trackers(job.loggers)
-            continue
-        metrics = {
-            "status": "completed",
-            results.TEST_ACC: float(module.test_results["acc"][copy]),
-            results.TEST_LOSS: float(module.test_results["loss"][copy]),
-            results.VAL_ACC: best_or_last(job, fit_results, copy),
-            results.VAL_LOSS: value_of(fit_results, "val", "loss", copy),
-            results.TRAIN_ACC: value_of(fit_results, "train", "acc", copy),
-            results.TRAIN_LOSS: value_of(fit_results, "train", "loss", copy),
-            "epochs": trainer.current_epoch,
-            "train_seconds": round(train_seconds, 3),  # the whole group's
-            "test_seconds": round(test_seconds, 3),
-            "best_checkpoint": run_relative(Path(job.best.best_model_path), job.folder)
-            if job.best and job.best.best_model_path
-            else None,
-            "seed": job.cfg.seed,
-            "packed_jobs": len(jobs),  # trained together, in train_seconds
-        }
-        tested = {key: metrics[key] for key in (results.TEST_ACC, results.TEST_LOSS)}
-        write(job, {**tested, "epoch": float(trainer.current_epoch)}, trainer.global_step)
-        record_results(job.loggers, hparams[copy], metrics, trainer.global_step)
+    seconds = {"train_seconds": round(train_seconds, 3), "test_seconds": round(test_seconds, 3)}
+    return [
+        job_outcome(trainer, module, copy, job, hparams[copy], seconds)
+        for copy, job in enumerate(jobs)
+    ]
+
+
+def job_outcome(
+    trainer: L.Trainer,
+    module: PackedClassifier,
+    copy: int,
+    job: PackedJob,
+    hparams: dict[str, Any],
+    seconds: dict[str, float],
+) -> Outcome:
+    """Copy `copy`'s metrics, as a single run of its job reports them, also to its trackers."""
+    if copy in module.diverged:
         close_trackers(job.loggers)
-        outcomes.append(finished(metrics))
-    return outcomes
+        return failed(module.diverged[copy])
+    fit_results = module.epoch_results  # the last epoch's
+    metrics = {
+        "status": "completed",
+        results.TEST_ACC: float(module.test_results["acc"][copy]),
+        results.TEST_LOSS: float(module.test_results["loss"][copy]),
+        results.VAL_ACC: best_or_last(job, fit_results, copy),
+        results.VAL_LOSS: value_of(fit_results, "val", "loss", copy),
+        results.TRAIN_ACC: value_of(fit_results, "train", "acc", copy),
+        results.TRAIN_LOSS: value_of(fit_results, "train", "loss", copy),
+        "epochs": trainer.current_epoch,
+        **seconds,  # the whole group's
+        "best_checkpoint": run_relative(Path(job.best.best_model_path), job.folder)
+        if job.best and job.best.best_model_path
+        else None,
+        "seed": job.cfg.seed,
+        "packed_jobs": module.network.copies,  # trained together, in train_seconds
+    }
+    tested = {key: metrics[key] for key in (results.TEST_ACC, results.TEST_LOSS)}
+    write(job, {**tested, "epoch": float(trainer.current_epoch)}, trainer.global_step)
+    record_results(job.loggers, hparams, metrics, trainer.global_step)
+    close_trackers(job.loggers)
+    return finished(metrics)
 
 
 def value_of(fit_results: dict, stage: str, name: str, copy: int) -> float | None:
