@@ -2,7 +2,9 @@
 
 The epochs run in this process, interleaved (course, plain, mlplab, course, ...), so a
 machine that speeds up or slows down affects every contender alike; medians are reported
-with their min-max. Prints a table and writes the measurements as JSON.
+with their min-max. Then whole sweeps of the default config, one per launcher (one job at a
+time, joblib's parallel, packed), each from launch to its report. Prints a table and writes
+the measurements as JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from mlplab.build import build_classifier, build_trainer
 from mlplab.config_compose import compose_train_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.data import MNISTDataModule, TensorBatches
+from mlplab.results import SUMMARY_CSV
+from mlplab.run import JobFacts
+from mlplab.sweeps.packed_run import train_group
 
 
 def course_network() -> nn.Module:
@@ -154,6 +159,47 @@ def mlplab_epoch(data_root: str, overrides: list[str], output_dir: Path, timer: 
     trainer.test(classifier, datamodule=datamodule, verbose=False)
 
 
+def packed_epoch(data_root: str, copies: int, output_dir: Path, timer: EpochTimer) -> None:
+    """One epoch of `copies` default jobs (seeds 1, 2, ...) packed, as the packed launcher
+    trains them: every job's curves, diagnostics and checkpoints on; then the test pass."""
+    cfgs = [
+        compose_train_config(
+            output_dir / f"job_{seed}",
+            [f"data.root={data_root}", "trainer.max_epochs=1", f"seed={seed}"],
+        )
+        for seed in range(1, copies + 1)
+    ]
+    facts = [JobFacts(number=number, in_sweep=True) for number in range(copies)]
+    for outcome in train_group(cfgs, facts, extra_callbacks=(timer,)):
+        outcome()  # a failed job fails the bench
+
+
+SWEEP_LAUNCHERS = {  # name: the launcher override of `python -m train -m`
+    "one_by_one": [],
+    "parallel": ["hydra/launcher=parallel"],
+    "packed": ["hydra/launcher=packed"],
+}
+
+
+def sweep_seconds(data_root: str, launcher: list[str], jobs: int, epochs: int) -> float:
+    """Wall time of `python -m train -m seed=1,...,jobs` from launch to its sweep report."""
+    seeds = ",".join(str(seed) for seed in range(1, jobs + 1))
+    with tempfile.TemporaryDirectory() as folder:
+        command = [
+            *(sys.executable, "-m", "train", "-m", *launcher),
+            f"seed={seeds}",
+            f"data.root={data_root}",
+            f"trainer.max_epochs={epochs}",
+            f"hydra.sweep.dir={folder}/sweep",
+        ]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        if not (Path(folder) / "sweep" / SUMMARY_CSV).exists():
+            raise RuntimeError(f"{' '.join(command)} wrote no sweep report")
+        return seconds
+
+
 PEAK_MEMORY_OF_COMMAND = """
 import os, subprocess, sys
 process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -211,6 +257,9 @@ MLPLAB_RUNS = {  # name: overrides of the default config
 }
 
 
+PACKED_COPIES = 8
+PACKED = f"packed_{PACKED_COPIES}_per_model"  # a packed epoch's time over its number of models
+
 RATIOS = (  # (slower, faster): how many times longer an epoch of the first takes
     ("mlplab", "plain_loop"),
     ("mlplab", "plain_loop_fused"),
@@ -219,6 +268,9 @@ RATIOS = (  # (slower, faster): how many times longer an epoch of the first take
     ("mlplab_b1000", "plain_loop_fused_b1000"),
     ("course_loop", "mlplab"),
     ("mlplab", "mlplab_no_diagnostics"),
+    (PACKED, "plain_loop"),
+    (PACKED, "plain_loop_fused"),
+    (PACKED, "mlplab"),
 )
 
 
@@ -236,7 +288,7 @@ def paired_ratios(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]
 
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
-    timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS)}
+    timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
     with tempfile.TemporaryDirectory() as folder:
         default = compose_train_config(Path(folder) / "data", [f"data.root={data_root}"])
         datamodule = datamodule_of(default)
@@ -251,8 +303,11 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
             for name, overrides in MLPLAB_RUNS.items():
                 output_dir = Path(folder) / f"{name}_{repetition}"
                 mlplab_epoch(data_root, overrides, output_dir, timers[name])
+            output_dir = Path(folder) / f"{PACKED}_{repetition}"
+            packed_epoch(data_root, PACKED_COPIES, output_dir, timers[PACKED])
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
+    epochs[PACKED] = [seconds / PACKED_COPIES for seconds in epochs[PACKED]]
     epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -265,6 +320,24 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
         "import_lightning_seconds": import_seconds("lightning"),
         "peak_memory_mib": peak_mib,
         "dataset_mib": sum(t.nbytes for split in datamodule.splits.values() for t in split) / 2**20,
+    }
+
+
+def run_sweeps(data_root: str, jobs: int, epochs: int) -> dict:
+    """Each launcher's sweep once, in the order of SWEEP_LAUNCHERS, and packed's ratios."""
+    seconds = {
+        name: sweep_seconds(data_root, launcher, jobs, epochs)
+        for name, launcher in SWEEP_LAUNCHERS.items()
+    }
+    return {
+        "jobs": jobs,
+        "epochs": epochs,
+        "seconds": seconds,
+        "ratios": {
+            f"packed / {name}": seconds["packed"] / seconds[name]
+            for name in SWEEP_LAUNCHERS
+            if name != "packed"
+        },
     }
 
 
@@ -285,6 +358,13 @@ def print_table(results: dict) -> None:
     )
     for label, value, form in rows:
         print(f"{label:<44} {value:7{form}}")
+    sweeps = results.get("sweeps")
+    if sweeps:
+        print(f"sweep of {sweeps['jobs']} seeds x {sweeps['epochs']} epochs, launch to report (s)")
+        for name, seconds in sweeps["seconds"].items():
+            print(f"  {name:<42} {seconds:7.1f}")
+        for name, ratio in sweeps["ratios"].items():
+            print(f"  {name:<42} {ratio:6.2f}x")
 
 
 def main() -> None:
@@ -292,10 +372,14 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("DATA_DIR", "data"))
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
+    parser.add_argument("--sweep-jobs", type=int, default=8, help="0: no sweeps")
+    parser.add_argument("--sweep-epochs", type=int, default=2)
     args = parser.parse_args()
     # The plain loops run as in a script that never imported Lightning.
     skip_nvml_check_without_driver()
     results = run_benchmark(args.data_root, args.repetitions)
+    if args.sweep_jobs:
+        results["sweeps"] = run_sweeps(args.data_root, args.sweep_jobs, args.sweep_epochs)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

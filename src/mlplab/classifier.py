@@ -81,6 +81,21 @@ class TrainingSums:
         self.load_state_dict({name: total.to(device) for name, total in self.state_dict().items()})
 
 
+def divergence(
+    epoch: int, step: int, loss: float, last_finite_loss: tuple[int, float] | None, lr: float
+) -> TrainingDiverged:
+    """The error of a run whose loss became `loss` (NaN or infinite) at `step`."""
+    last = (
+        f"last finite loss {last_finite_loss[1]:.4g} at step {last_finite_loss[0]}"
+        if last_finite_loss
+        else "no finite loss before it"
+    )
+    return TrainingDiverged(
+        f"training diverged at epoch {epoch}, step {step}: the loss is {loss} "
+        f"({last}); lower optimizer.lr (now {lr:g}) or use an init with smaller weights"
+    )
+
+
 class Classifier(L.LightningModule):
     """Trains `network` on (features, labels) batches; logs train/val/test loss and accuracy.
 
@@ -128,16 +143,8 @@ class Classifier(L.LightningModule):
         if math.isfinite(value):
             self.last_finite_loss = (step, value)
             return
-        last = (
-            f"last finite loss {self.last_finite_loss[1]:.4g} at step {self.last_finite_loss[0]}"
-            if self.last_finite_loss
-            else "no finite loss before it"
-        )
         lr = self.optimizers().param_groups[0]["lr"]
-        raise TrainingDiverged(
-            f"training diverged at epoch {self.current_epoch}, step {step}: the loss is {value} "
-            f"({last}); lower optimizer.lr (now {lr:g}) or use an init with smaller weights"
-        )
+        raise divergence(self.current_epoch, step, value, self.last_finite_loss, lr)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         features, labels = batch

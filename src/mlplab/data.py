@@ -124,6 +124,17 @@ def to_features(images: torch.Tensor, normalize: bool, mean: float, std: float) 
     return features
 
 
+def validation_split(count: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation, training) indices of the `count` training images, a split fixed by `seed`."""
+    if not 0 < val_size < count:
+        raise ConfigError(
+            f"data.val_size={val_size} must be between 1 and {count - 1} "
+            f"(the training set holds {count} images)"
+        )
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[:val_size], order[val_size:]
+
+
 class TensorBatches:
     """Batches of (features, labels) sliced out of tensors that already hold the whole split.
 
@@ -276,13 +287,7 @@ class MNISTDataModule(L.LightningDataModule):
         if self.splits:
             return
         images, labels = self._load(train=True)
-        if not 0 < self.val_size < len(labels):
-            raise ConfigError(
-                f"data.val_size={self.val_size} must be between 1 and {len(labels) - 1} "
-                f"(the training set holds {len(labels)} images)"
-            )
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
-        val_index, train_index = order[: self.val_size], order[self.val_size :]
+        val_index, train_index = validation_split(len(labels), self.val_size, self.seed)
         test_images, test_labels = self._load(train=False)
         # Split the uint8 images first, so that each image is converted to float only once.
         self.splits = {

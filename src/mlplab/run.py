@@ -6,7 +6,7 @@ import errno
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,15 +149,19 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
 
 
 def run_job(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
-    """Run one job and write its metrics.json; return its metrics.
+    """Run one job and write its metrics.json; return its metrics."""
+    return record_outcome(Path(cfg.output_dir), lambda: fit_and_test(cfg, job))
+
+
+def record_outcome(output_dir: Path, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Write the metrics.json of the job that `train` trains; return its metrics.
 
     A job that fails records its status and error in metrics.json before the error goes on
     (under DDP only the first process writes). A full disk or a read-only folder becomes
     WriteFailed, which says what could not be written and how to continue.
     """
-    output_dir = Path(cfg.output_dir)
     try:
-        metrics = fit_and_test(cfg, job)
+        metrics = train()
         record(output_dir, metrics)
     except BaseException as error:
         failure = known_error(error, output_dir)

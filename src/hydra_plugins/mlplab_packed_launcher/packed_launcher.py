@@ -1,0 +1,150 @@
+"""`hydra/launcher=packed`: the jobs of a sweep that can share one stacked network train as one.
+
+Hydra finds launchers in the hydra_plugins package; this one runs the jobs in this process,
+like Hydra's basic launcher, but hands each group of packable jobs (mlplab.sweeps.packing)
+to mlplab.sweeps.packed_run as one training. Each job still gets its folder, its .hydra/
+files and its train.log from Hydra's run_job, and its result goes back to the sweeper.
+It imports mlplab's training modules only when it launches: Hydra imports every plugin at
+start-up, `--help` included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class PackedLauncher(Launcher):
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from mlplab.console import silence_known_noise
+
+        silence_known_noise()
+        from mlplab.sweeps.packing import packing_groups
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = [
+            self.job_config(overrides, initial_job_idx + index)
+            for index, overrides in enumerate(job_overrides)
+        ]
+        groups = packing_groups(configs)
+        for indices, reason in groups:
+            numbers = ", ".join(f"#{initial_job_idx + index}" for index in indices)
+            if len(indices) > 1:
+                log.info(f"packed together: {numbers}")
+            else:
+                log.info(f"alone: {numbers} ({reason or 'nothing to pack it with'})")
+            for index in indices:
+                log.info(f"\t#{initial_job_idx + index} : {describe(job_overrides[index])}")
+        returns: dict[int, JobReturn] = {}
+        for indices, _ in groups:
+            group = [configs[index] for index in indices]
+            ran = self.run_packed(group) if len(indices) > 1 else [self.run(group[0])]
+            returns.update(zip(indices, ran))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [returns[index] for index in range(len(configs))]
+
+    def job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = number
+            config.hydra.job.num = number
+        return config
+
+    def run(self, config: DictConfig, task_function: TaskFunction | None = None) -> JobReturn:
+        """Run `task_function` (the app's own by default) as Hydra runs a job of a sweep."""
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function or self.task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
+    def run_packed(self, configs: list[DictConfig]) -> list[JobReturn]:
+        """Start each job (folder, .hydra/, train.log), train them as one, finish each."""
+        from mlplab.sweeps.packed_run import fit_and_test_packed
+
+        started = [self.run(config, start_job).return_value for config in configs]
+        cfgs, facts = zip(*started)
+        with logging_into([Path(cfg.output_dir) for cfg in cfgs]):
+            outcomes = fit_and_test_packed(list(cfgs), list(facts))
+        return [
+            self.run(config, partial(finish_job, outcome))
+            for config, outcome in zip(configs, outcomes)
+        ]
+
+
+def describe(overrides: Sequence[str]) -> str:
+    return " ".join(filter_overrides(overrides))
+
+
+def start_job(cfg: DictConfig) -> tuple[DictConfig, Any]:
+    """The job's resolved config and facts, taken while Hydra has set the job up."""
+    from mlplab.hydra_runtime import started_job
+
+    facts = started_job(cfg)
+    return cfg, facts
+
+
+def finish_job(outcome: Any, cfg: DictConfig) -> float:
+    """Record the job's outcome in its metrics.json, as `python -m train` records a job's."""
+    from mlplab import results
+    from mlplab.errors import one_line_errors
+    from mlplab.run import record_outcome
+
+    OmegaConf.resolve(cfg)
+    with one_line_errors(stop=False):
+        return record_outcome(Path(cfg.output_dir), outcome)[results.VAL_ACC]
+    return float("nan")  # its metrics.json says why; the others go on
+
+
+@contextmanager
+def logging_into(folders: list[Path]) -> Iterator[None]:
+    """While a group trains, its log goes into the log file of each of its jobs' folders."""
+    root = logging.getLogger()
+    files = [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]
+    if not files:  # job logging turned off
+        yield
+        return
+    name, formatter = Path(files[0].baseFilename).name, files[0].formatter
+    handlers = [logging.FileHandler(folder / name) for folder in folders]
+    for handler in files:
+        root.removeHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in files:
+            root.addHandler(handler)

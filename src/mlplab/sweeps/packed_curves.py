@@ -1,0 +1,153 @@
+"""Each packed job's curves and diagnostics, written to its own loggers at a single run's steps.
+
+The values a single run logs through LightningModule.log, its learning-rate monitor and its
+TrainingDiagnostics are computed here per copy; a diverged job's curves stop where it did.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mlplab import results
+from mlplab.diagnostics import (
+    RELU_FAMILY,
+    SATURATION_BOUNDS,
+    dead_fraction,
+    saturated_fraction,
+    trained_step,
+)
+from mlplab.sweeps.packed_classifier import PackedClassifier
+from mlplab.sweeps.packed_jobs import PackedJob
+from mlplab.sweeps.packed_net import PackedNetworks
+
+
+def write(job: PackedJob, values: dict[str, float], step: int) -> None:
+    for logger in job.loggers:
+        logger.log_metrics(values, step=step)
+
+
+def gradient_norms(network: PackedNetworks) -> dict[str, torch.Tensor]:
+    """Per copy (K,): the L2 norm of each Linear weight's gradient, and first over last."""
+    norms = [weight.grad.flatten(1).norm(dim=1) for weight in network.weights()]
+    values = {results.layer_tag(results.GRAD_NORM, k): norm for k, norm in enumerate(norms, 1)}
+    values[results.GRAD_NORM_RATIO] = norms[0] / norms[-1]
+    return values
+
+
+def hidden_outputs(network: PackedNetworks, features: torch.Tensor) -> list[torch.Tensor]:
+    """Each hidden layer's output (K, N, width) on `features` (K, N, ...), in eval mode."""
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        outputs, _ = network.hidden_and_logits(features)
+    network.train(was_training)
+    return outputs
+
+
+def hidden_statistics(
+    network: PackedNetworks, outputs: list[torch.Tensor]
+) -> list[dict[str, float]]:
+    """Per copy: mean, dead and saturated fraction of each hidden layer's `outputs`."""
+    per_copy = []
+    for copy, activations in enumerate(network.activations):
+        values = {}
+        for layer, (activation, output) in enumerate(zip(activations, outputs), start=1):
+            output = output[copy]
+            values[results.layer_tag(results.ACTIVATION_MEAN, layer)] = output.mean().item()
+            if isinstance(activation, RELU_FAMILY):
+                values[results.layer_tag(results.DEAD_FRACTION, layer)] = dead_fraction(output)
+            bounds = SATURATION_BOUNDS.get(type(activation))
+            if bounds:
+                tag = results.layer_tag(results.SATURATED_FRACTION, layer)
+                values[tag] = saturated_fraction(output, *bounds)
+        per_copy.append(values)
+    return per_copy
+
+
+def tensorboards(job: PackedJob) -> list[TensorBoardLogger]:
+    return [logger for logger in job.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+def per_copy(values: dict[str, torch.Tensor], copy: int) -> dict[str, float]:
+    return {tag: float(value[copy]) for tag, value in values.items()}
+
+
+class PackedCurves(L.Callback):
+    """Writes each active job's values to its loggers.
+
+    `lr_tag` names the learning rate's curve (None: the runs log no learning rate);
+    `diagnostics` adds gradient norms and hidden-layer statistics, and `histograms` their
+    histograms in each job's TensorBoard, as TrainingDiagnostics does for a single run.
+    """
+
+    def __init__(
+        self, jobs: list[PackedJob], lr_tag: str | None, diagnostics: bool, histograms: bool
+    ) -> None:
+        self.jobs = jobs
+        self.lr_tag = lr_tag
+        self.diagnostics = diagnostics
+        self.histograms = histograms
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
+        if self.lr_tag is None:
+            return
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        for copy in pl_module.active():
+            write(self.jobs[copy], {self.lr_tag: lr}, trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module: PackedClassifier, outputs, batch, batch_idx):
+        # Gradients are cleared before validation: the epoch's last batch is when to draw them.
+        if self.histograms and batch_idx == trainer.num_training_batches - 1:
+            self.write_parameter_histograms(pl_module, trained_step(trainer))
+        if trainer.global_step % trainer.log_every_n_steps != 0:
+            return
+        values = {results.TRAIN_LOSS_STEP: pl_module.step_losses}
+        if self.diagnostics:
+            values = {**gradient_norms(pl_module.network), **values}
+        epoch = {"epoch": float(trainer.current_epoch)}
+        for copy in pl_module.active():
+            write(self.jobs[copy], {**per_copy(values, copy), **epoch}, trained_step(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
+        # Called before the module's own epoch end, which resets the training sums.
+        stages = {"train": pl_module.training_sums.means()}
+        if "val" in pl_module.epoch_results:
+            stages["val"] = pl_module.epoch_results["val"]
+        values = {
+            results.metric_key(stage, name): means[name]
+            for stage, means in stages.items()
+            for name in ("acc", "loss")
+        }
+        epoch = {"epoch": float(trainer.current_epoch)}
+        outputs, statistics = [], None
+        if self.diagnostics:
+            features, _ = next(iter(trainer.datamodule.val_dataloader()))
+            outputs = hidden_outputs(pl_module.network, features)
+            statistics = hidden_statistics(pl_module.network, outputs)
+        for copy in pl_module.active():
+            job = self.jobs[copy]
+            write(job, {**per_copy(values, copy), **epoch}, trained_step(trainer))
+            if statistics:
+                write(job, statistics[copy], trainer.global_step)
+                for board in tensorboards(job) if self.histograms else ():
+                    for layer, output in enumerate(outputs, start=1):
+                        tag = results.layer_tag("activations", layer)
+                        board.experiment.add_histogram(tag, output[copy], trainer.global_step)
+            for logger in job.loggers:
+                logger.save()
+
+    def write_parameter_histograms(self, module: PackedClassifier, step: int) -> None:
+        """Histograms of each copy's Linear weights and of their gradients."""
+        weights = module.network.weights()
+        for copy in module.active():
+            for board in tensorboards(self.jobs[copy]):
+                for layer, weight in enumerate(weights, start=1):
+                    board.experiment.add_histogram(
+                        results.layer_tag("weights", layer), weight[copy], step
+                    )
+                    gradient = weight.grad[copy]
+                    board.experiment.add_histogram(
+                        results.layer_tag("gradients", layer), gradient, step
+                    )

@@ -1,0 +1,125 @@
+"""MNIST for K packed jobs: one copy of the images, each job's own split and batch order.
+
+A job's seed fixes its train/validation split and the order of its training batches, as in
+MNISTDataModule. Here each job keeps only indices into the one preloaded split, and a
+TensorBatches over those indices serves them in the order a job alone would see its
+examples, so copy k's batch k holds the very examples of job k's solo batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+
+from mlplab.data import (
+    MNISTDataModule,
+    TensorBatches,
+    load_split,
+    to_features,
+    validation_split,
+)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class PackedBatches:
+    """Per step, every copy's batch stacked: features (K, N, 784), labels (K, N)."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, orders: list[TensorBatches]):
+        self.features = features
+        self.labels = labels
+        self.orders = orders  # per copy: batches of indices into features and labels
+
+    def __len__(self) -> int:
+        return len(self.orders[0])
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batches in zip(*self.orders):
+            index = torch.stack([indices for indices, _ in batches])
+            yield self.features[index], self.labels[index]
+
+    # Where each copy is in its order, so a checkpoint of one copy continues as a solo run.
+    def state_dict(self) -> list[dict]:
+        return [order.state_dict() for order in self.orders]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for order, state in zip(self.orders, states):
+            order.load_state_dict(state)
+
+
+class PackedMNIST(L.LightningDataModule):
+    """The data of K jobs whose data configs differ only in their seeds."""
+
+    def __init__(self, template: MNISTDataModule, seeds: list[int]) -> None:
+        """`template` holds the jobs' shared settings (root, batch sizes, val_size, ...)."""
+        super().__init__()
+        self.template = template
+        self.seeds = seeds
+        self.images: Batch | None = None  # the 60,000 training images, one copy
+        self.splits: list[tuple[torch.Tensor, torch.Tensor]] = []  # per copy: (val, train) indices
+        self.test: Batch | None = None
+        self.train_batches: PackedBatches | None = None
+        self.train_batches_state: list[dict] = []
+
+    # As MNISTDataModule's: the batch orders continue across checkpoints taken at an epoch's end.
+    def state_dict(self) -> list[dict]:
+        return self.train_batches.state_dict() if self.train_batches else []
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        self.train_batches_state = state
+
+    def prepare_data(self) -> None:
+        self.template.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.images is not None:
+            return
+        template = self.template
+        images, labels = self._load(train=True)
+        self.images = (self._features(images), labels)
+        self.splits = [
+            validation_split(len(labels), template.val_size, seed) for seed in self.seeds
+        ]
+        test_images, test_labels = self._load(train=False)
+        self.test = (self._features(test_images), test_labels)
+
+    def _load(self, train: bool) -> Batch:
+        template = self.template
+        return load_split(
+            template.root, template.dataset, train, download=False, num_classes=template.num_classes
+        )
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        template = self.template
+        return to_features(images, template.normalize, template.mean, template.std)
+
+    def _on_device(self, tensors: Batch) -> Batch:
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        return tensors[0].to(device), tensors[1].to(device)
+
+    def _orders(self, part: int, batch_size: int, shuffle: bool) -> list[TensorBatches]:
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        orders = []
+        for seed, split in zip(self.seeds, self.splits):
+            indices = split[part].to(device)
+            orders.append(TensorBatches(indices, indices, batch_size, shuffle, seed))
+        return orders
+
+    def train_dataloader(self) -> PackedBatches:
+        self.images = self._on_device(self.images)
+        orders = self._orders(1, self.template.batch_size, shuffle=True)
+        self.train_batches = PackedBatches(*self.images, orders)
+        if self.train_batches_state:
+            self.train_batches.load_state_dict(self.train_batches_state)
+        return self.train_batches
+
+    def val_dataloader(self) -> PackedBatches:
+        self.images = self._on_device(self.images)
+        return PackedBatches(*self.images, self._orders(0, self.template.eval_batch_size, False))
+
+    def test_dataloader(self) -> TensorBatches:
+        """The test split is the same for every copy: features (N, 784), labels (N,)."""
+        self.test = self._on_device(self.test)
+        return TensorBatches(*self.test, self.template.eval_batch_size, shuffle=False)

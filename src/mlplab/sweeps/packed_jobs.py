@@ -1,0 +1,190 @@
+"""What each job of a packed group keeps of its own: config, trackers, checkpoints.
+
+A packed job's checkpoints are those of a single network, in the format `python -m train`
+writes (its config inside, its slice of the weights, of the optimiser's state and of the
+batch order), so `evaluate` tests them and `resume=` continues the job alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab import results
+from mlplab.data import MNISTDataModule
+from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.sweeps.packed_classifier import PackedClassifier
+from mlplab.sweeps.packed_net import PackedNetworks
+
+
+@dataclass
+class PackedJob:
+    """One job of a packed group: its resolved config and what is written in its folder."""
+
+    cfg: DictConfig
+    parameter_names: list[str]  # a single Classifier's state_dict keys, in parameter order
+    loggers: list[Logger] = field(default_factory=list)
+    best: ModelCheckpoint | None = None  # the job's own callback: its file names and state
+    best_weights: list[torch.Tensor] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.cfg.output_dir)
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return Path(self.cfg.checkpoint_dir) / results.LAST_CHECKPOINT
+
+
+def copy_of_optimizer_state(
+    state: dict[str, Any], copy: int, network: PackedNetworks
+) -> dict[str, Any]:
+    """Slice `copy` of each per-element tensor of the optimiser's state (Adam's moments,
+    SGD's momentum) in a single network's layout; shared values such as Adam's step count
+    stay as they are."""
+    stacked = list(network.stacked)
+
+    def sliced(value: Any, index: int) -> Any:
+        if torch.is_tensor(value) and value.shape == stacked[index].shape:
+            return network.swap_layout(index, value[copy]).clone(
+                memory_format=torch.contiguous_format
+            )
+        return value
+
+    per_parameter = {
+        index: {name: sliced(value, index) for name, value in values.items()}
+        for index, values in state["state"].items()
+    }
+    return {"state": per_parameter, "param_groups": state["param_groups"]}
+
+
+def with_loader_state(loops: dict[str, Any], loader_state: dict[str, Any]) -> dict[str, Any]:
+    """`loops` with the training loader's state replaced by one copy's batch order."""
+    fit_loop = loops["fit_loop"]
+    state = {**fit_loop["state_dict"], "combined_loader": [loader_state]}
+    return {**loops, "fit_loop": {**fit_loop, "state_dict": state}}
+
+
+def single_checkpoint(
+    packed: dict[str, Any], module: PackedClassifier, copy: int, job: PackedJob
+) -> dict[str, Any]:
+    """The checkpoint job `copy` would have written alone, from the packed trainer's one."""
+    network = module.network
+    loader_state = packed["loops"]["fit_loop"]["state_dict"]["combined_loader"][0][copy]
+    generator = network.dropout_generators[copy]
+    shared = ("epoch", "global_step", "pytorch-lightning_version", "lr_schedulers")
+    return {
+        **{key: packed[key] for key in shared if key in packed},
+        "state_dict": {
+            name: parameter.detach().clone(memory_format=torch.contiguous_format)
+            for name, parameter in zip(job.parameter_names, network.copy_parameters(copy))
+        },
+        "loops": with_loader_state(packed["loops"], loader_state),
+        "callbacks": {job.best.state_key: job.best.state_dict()} if job.best else {},
+        "optimizer_states": [
+            copy_of_optimizer_state(state, copy, network) for state in packed["optimizer_states"]
+        ],
+        "hparams_name": "hparams",
+        "hyper_parameters": OmegaConf.to_container(job.cfg, resolve=True),
+        MNISTDataModule.__qualname__: loader_state,
+        "training_sums": module.training_sums.copy_state(copy),
+        # Dropout's masks: a resumed job draws from where its copy stopped (CPU generators).
+        "torch_rng_state": generator.get_state()
+        if generator.device.type == "cpu"
+        else torch.get_rng_state(),
+    }
+
+
+class PackedCheckpoints(Checkpoint):
+    """Each job's best checkpoint (its model_checkpoint callback's file) and its last.ckpt.
+
+    last.ckpt every `every_n_train_steps` steps and at each epoch's end, as LastCheckpoint
+    writes it; a Checkpoint, so Lightning calls it after the module's epoch-end hook, where
+    single runs save theirs. A diverged job's files stay as they were when it diverged.
+    """
+
+    def __init__(self, jobs: list[PackedJob], every_n_train_steps: int | None) -> None:
+        self.jobs = jobs
+        self.every_n_train_steps = every_n_train_steps
+        self.io = AtomicCheckpointIO()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: PackedClassifier, *args) -> None:
+        every = self.every_n_train_steps
+        if every and trainer.global_step % every == 0:
+            self.save_last(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
+        packed = None
+        for copy in pl_module.active():
+            job = self.jobs[copy]
+            if job.best is None:
+                continue
+            score = monitored_value(pl_module, job.best.monitor, copy)
+            if score is None or not improves(job.best, score):
+                continue
+            packed = packed or dump_checkpoint(trainer)
+            self.save_best(trainer, pl_module, copy, score, packed)
+        if self.every_n_train_steps is not None:
+            self.save_last(trainer, pl_module)
+
+    def save_best(
+        self,
+        trainer: L.Trainer,
+        module: PackedClassifier,
+        copy: int,
+        score: torch.Tensor,
+        packed: dict[str, Any],
+    ) -> None:
+        job = self.jobs[copy]
+        best = job.best
+        candidates = {
+            "epoch": torch.tensor(trainer.current_epoch),
+            "step": torch.tensor(trainer.global_step),
+            best.monitor: score,
+        }
+        path = best.format_checkpoint_name(candidates)
+        previous = best.best_model_path
+        best.best_k_models = {path: score}
+        best.best_model_path = best.kth_best_model_path = path
+        best.best_model_score = best.kth_value = best.current_score = score
+        job.best_weights = [p.detach().clone() for p in module.network.copy_parameters(copy)]
+        self.io.save_checkpoint(single_checkpoint(packed, module, copy, job), path)
+        if previous and previous != path:
+            Path(previous).unlink(missing_ok=True)
+
+    def save_last(self, trainer: L.Trainer, module: PackedClassifier) -> None:
+        packed = dump_checkpoint(trainer)
+        for copy in module.active():
+            job = self.jobs[copy]
+            self.io.save_checkpoint(
+                single_checkpoint(packed, module, copy, job), job.last_checkpoint
+            )
+
+
+def dump_checkpoint(trainer: L.Trainer) -> dict[str, Any]:
+    """The packed trainer's checkpoint as a dict, all a resume needs (Lightning's private call:
+    lightning is bounded in pyproject.toml, and the resume tests cover it)."""
+    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+
+
+def monitored_value(module: PackedClassifier, key: str, copy: int) -> torch.Tensor | None:
+    """Copy `copy`'s value of `key` (such as val/acc) this epoch, if it was measured."""
+    stage, _, name = key.partition("/")
+    values = module.epoch_results.get(stage, {}).get(name)
+    return None if values is None else values[copy].detach().cpu()
+
+
+def improves(best: ModelCheckpoint, score: torch.Tensor) -> bool:
+    """Whether `score` beats the best so far, strictly, as ModelCheckpoint compares."""
+    if best.best_model_score is None:
+        return True
+    if best.mode == "max":
+        return bool(score > best.best_model_score)
+    return bool(score < best.best_model_score)

@@ -1,0 +1,111 @@
+"""A packed group that finds every job's last.ckpt in its folder continues as a group.
+
+That is a requeued or re-run sweep (sweep folders are new for every sweep otherwise), as for
+a job trained alone (mlplab.run.resume_checkpoint). The jobs' single-network checkpoints
+are stacked back into the checkpoint the packed trainer continues from.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlplab import results
+from mlplab.data import MNISTDataModule
+from mlplab.run import JobFacts
+from mlplab.safety.checkpoints import read_checkpoint
+from mlplab.sweeps.packed_classifier import PackedClassifier
+from mlplab.sweeps.packed_data import PackedMNIST
+from mlplab.sweeps.packed_jobs import PackedJob
+
+log = logging.getLogger(__name__)
+
+
+def jobs_last_checkpoints(jobs: list[PackedJob], facts: list[JobFacts]) -> list[dict] | None:
+    """Each job's last.ckpt when every job of a sweep's group has one, all at the same step."""
+    if not all(job.in_sweep for job in facts):
+        return None
+    paths = [job.last_checkpoint for job in jobs]
+    if not all(path.exists() for path in paths):
+        if any(path.exists() for path in paths):
+            log.warning("only some jobs of the group have a last.ckpt: training it from the start")
+        return None
+    checkpoints = [read_checkpoint(path) for path in paths]
+    steps = {checkpoint["global_step"] for checkpoint in checkpoints}
+    if len(steps) > 1:
+        log.warning(f"the group's last.ckpt files are at steps {sorted(steps)}: starting over")
+        return None
+    log.info(f"continuing the group from its jobs' last.ckpt at step {steps.pop()}")
+    return checkpoints
+
+
+def stacked(values: list[torch.Tensor], index: int, module: PackedClassifier) -> torch.Tensor:
+    return torch.stack([module.network.swap_layout(index, value) for value in values])
+
+
+def packed_checkpoint(
+    singles: list[dict[str, Any]], module: PackedClassifier, jobs: list[PackedJob]
+) -> dict[str, Any]:
+    """The packed trainer's checkpoint, stacked from each job's single-network one."""
+    first = singles[0]
+    parameters = list(module.network.stacked)
+    state_dict = {
+        name: stacked(
+            [s["state_dict"][job.parameter_names[i]] for s, job in zip(singles, jobs)], i, module
+        )
+        for i, name in enumerate(module.state_dict())
+    }
+    optimizer_states = []
+    for number, state in enumerate(first["optimizer_states"]):
+        per_parameter = {}
+        for index, values in state["state"].items():
+            single_shape = module.network.swap_layout(index, parameters[index][0]).shape
+            per_parameter[index] = {
+                name: stacked(
+                    [s["optimizer_states"][number]["state"][index][name] for s in singles],
+                    index,
+                    module,
+                )
+                if torch.is_tensor(value) and value.shape == single_shape
+                else value
+                for name, value in values.items()
+            }
+        optimizer_states.append({"state": per_parameter, "param_groups": state["param_groups"]})
+    orders = [s[MNISTDataModule.__qualname__] for s in singles]
+    fit_state = {**first["loops"]["fit_loop"]["state_dict"], "combined_loader": [orders]}
+    fit_loop = {**first["loops"]["fit_loop"], "state_dict": fit_state}
+    return {
+        "epoch": first["epoch"],
+        "global_step": first["global_step"],
+        "pytorch-lightning_version": first["pytorch-lightning_version"],
+        "state_dict": state_dict,
+        "loops": {**first["loops"], "fit_loop": fit_loop},
+        "callbacks": {},
+        "optimizer_states": optimizer_states,
+        "lr_schedulers": first["lr_schedulers"],
+        PackedMNIST.__qualname__: orders,
+    }
+
+
+def restore_jobs(singles: list[dict[str, Any]], module: PackedClassifier, jobs: list[PackedJob]):
+    """What the packed trainer's checkpoint does not hold: each job's best checkpoint so far,
+    its best weights, its dropout generator and its epoch's training sums."""
+    for copy, (single, job) in enumerate(zip(singles, jobs)):
+        if job.best is not None and job.best.state_key in single["callbacks"]:
+            job.best.load_state_dict(single["callbacks"][job.best.state_key])
+            best = Path(job.best.best_model_path) if job.best.best_model_path else None
+            if best and best.exists():
+                weights = read_checkpoint(best)["state_dict"]
+                job.best_weights = [weights[name] for name in job.parameter_names]
+        module.network.dropout_generators[copy].set_state(single["torch_rng_state"])
+    module.training_sums.load_copies([single["training_sums"] for single in singles])
+
+
+def save_for_trainer(checkpoint: dict[str, Any], jobs: list[PackedJob]) -> Path:
+    """Write the stacked checkpoint beside the first job's, for the trainer to read."""
+    path = Path(jobs[0].cfg.checkpoint_dir) / f".packed_{results.LAST_CHECKPOINT}"
+    torch.save(checkpoint, path)
+    return path

@@ -1,0 +1,214 @@
+"""A packed group: build its jobs as one stacked network, fit, test each job's best weights.
+
+Each job gets what a single run of it writes (its trackers' curves, best and last
+checkpoints; metrics.json through mlplab.run.record_outcome), computed from its own slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+
+from mlplab import results
+from mlplab.build import build_network
+from mlplab.config_checks import check_config
+from mlplab.cuda_check import skip_nvml_check_without_driver
+from mlplab.errors import KnownError
+from mlplab.hparams import compared_hparams
+from mlplab.run import JobFacts, run_relative
+from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.sweeps.packed_classifier import PackedClassifier
+from mlplab.sweeps.packed_curves import PackedCurves, write
+from mlplab.sweeps.packed_data import PackedMNIST
+from mlplab.sweeps.packed_jobs import PackedCheckpoints, PackedJob
+from mlplab.sweeps.packed_net import PackedNetworks
+from mlplab.sweeps.packed_resume import (
+    jobs_last_checkpoints,
+    packed_checkpoint,
+    restore_jobs,
+    save_for_trainer,
+)
+from mlplab.trackers import build_loggers, close_trackers, record_hyperparameters, record_results
+
+log = logging.getLogger(__name__)
+
+Outcome = Callable[[], dict[str, Any]]  # returns a job's metrics, or raises what stopped it
+
+
+def finished(metrics: dict[str, Any]) -> Outcome:
+    return lambda: metrics
+
+
+def failed(error: BaseException) -> Outcome:
+    def reraise() -> dict[str, Any]:
+        raise error
+
+    return reraise
+
+
+def packed_jobs(cfgs: list[DictConfig]) -> tuple[PackedNetworks, list[PackedJob]]:
+    """Each job's own network, built as its single run builds it, stacked into one.
+
+    Each copy's dropout draws from a generator that starts where the job's global generator
+    stands after its network is built, as in its single run.
+    """
+    networks, jobs, generators = [], [], []
+    for cfg in cfgs:
+        L.seed_everything(cfg.seed, verbose=False)
+        network = build_network(cfg)
+        generators.append(torch.Generator().set_state(torch.get_rng_state()))
+        names = [f"network.{name}" for name, _ in network.named_parameters()]
+        networks.append(network)
+        jobs.append(PackedJob(cfg, names))
+    return PackedNetworks(networks, generators), jobs
+
+
+def packed_callbacks(cfg: DictConfig, jobs: list[PackedJob]) -> list[L.Callback]:
+    """The group's progress bar, and each job's curves, diagnostics and checkpoints."""
+    callbacks = cfg.callbacks
+    monitor = callbacks.get("learning_rate_monitor")
+    lr_tag = f"lr-{get_class(cfg.optimizer._target_).__name__}" if monitor else None
+    diagnostics = cfg.get("diagnostics")
+    histograms = bool(diagnostics and diagnostics.get("histograms", True))
+    last = callbacks.get("last_checkpoint")
+    packed = [
+        PackedCurves(jobs, lr_tag, diagnostics=bool(diagnostics), histograms=histograms),
+        PackedCheckpoints(jobs, last.every_n_train_steps if last else None),
+    ]
+    progress_bar = callbacks.get("progress_bar")
+    return [instantiate(progress_bar), *packed] if progress_bar else packed
+
+
+def fit_and_test_packed(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Outcome]:
+    """Train the jobs of `cfgs` as one packed network; each job's outcome, in order.
+
+    A job whose config fails its checks fails alone; an error of the group fails each job.
+    """
+    outcomes: list[Outcome | None] = [None] * len(cfgs)
+    usable = []
+    for index, (cfg, job) in enumerate(zip(cfgs, facts)):
+        try:
+            check_config(cfg, job.overrides)
+            usable.append(index)
+        except KnownError as error:
+            outcomes[index] = failed(error)
+    if usable:
+        try:
+            trained = train_group([cfgs[i] for i in usable], [facts[i] for i in usable])
+        except Exception as error:  # recorded in each job's metrics.json, as a single run's
+            trained = [failed(error)] * len(usable)
+        for index, outcome in zip(usable, trained):
+            outcomes[index] = outcome
+    return outcomes
+
+
+def train_group(
+    cfgs: list[DictConfig], facts: list[JobFacts], extra_callbacks: tuple[L.Callback, ...] = ()
+) -> list[Outcome]:
+    """Fit and test the jobs of `cfgs` packed; `extra_callbacks` join the trainer's (timers)."""
+    first = cfgs[0]  # every setting but the per-copy ones is the same in every job
+    skip_nvml_check_without_driver()
+    network, jobs = packed_jobs(cfgs)
+    datamodule = PackedMNIST(instantiate(first.data), [cfg.data.seed for cfg in cfgs])
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # missing or corrupt data fails here, before any training
+    module = PackedClassifier(
+        network,
+        optimizer=instantiate(first.optimizer),
+        scheduler=instantiate(first.scheduler) if first.scheduler else None,
+    )
+    hparams = [compared_hparams(cfg, job.choices) for cfg, job in zip(cfgs, facts)]
+    singles = jobs_last_checkpoints(jobs, facts)
+    resumed_step = singles[0]["global_step"] if singles else None
+    for job, job_hparams in zip(jobs, hparams):
+        job.loggers = build_loggers(job.cfg, resumed_step)
+        if resumed_step is None:  # a resumed job's trackers have them from its start
+            record_hyperparameters(job.loggers, job_hparams)
+        checkpoint = job.cfg.callbacks.get("model_checkpoint")
+        job.best = instantiate(checkpoint) if checkpoint else None
+    resume_from = None
+    if singles:
+        restore_jobs(singles, module, jobs)
+        resume_from = save_for_trainer(packed_checkpoint(singles, module, jobs), jobs)
+    trainer = instantiate(
+        first.trainer,
+        logger=False,
+        callbacks=[*packed_callbacks(first, jobs), *extra_callbacks],
+        plugins=[AtomicCheckpointIO()],
+    )
+    numbers = ", ".join(f"#{job.number}" for job in facts)
+    log.info(f"training jobs {numbers} as one packed network of {len(jobs)} copies")
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    if resume_from:
+        resume_from.unlink()
+    train_seconds = time.perf_counter() - started
+    for copy, job in enumerate(jobs):
+        if job.best_weights is not None:
+            network.set_copy(copy, job.best_weights)  # each job is tested at its best epoch
+    started = time.perf_counter()
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    test_seconds = time.perf_counter() - started
+
+    seconds = {"train_seconds": round(train_seconds, 3), "test_seconds": round(test_seconds, 3)}
+    return [
+        job_outcome(trainer, module, copy, job, hparams[copy], seconds)
+        for copy, job in enumerate(jobs)
+    ]
+
+
+def job_outcome(
+    trainer: L.Trainer,
+    module: PackedClassifier,
+    copy: int,
+    job: PackedJob,
+    hparams: dict[str, Any],
+    seconds: dict[str, float],
+) -> Outcome:
+    """Copy `copy`'s metrics, as a single run of its job reports them, also to its trackers."""
+    if copy in module.diverged:
+        close_trackers(job.loggers)
+        return failed(module.diverged[copy])
+    fit_results = module.epoch_results  # the last epoch's
+    metrics = {
+        "status": "completed",
+        results.TEST_ACC: float(module.test_results["acc"][copy]),
+        results.TEST_LOSS: float(module.test_results["loss"][copy]),
+        results.VAL_ACC: best_or_last(job, fit_results, copy),
+        results.VAL_LOSS: value_of(fit_results, "val", "loss", copy),
+        results.TRAIN_ACC: value_of(fit_results, "train", "acc", copy),
+        results.TRAIN_LOSS: value_of(fit_results, "train", "loss", copy),
+        "epochs": trainer.current_epoch,
+        **seconds,  # the whole group's
+        "best_checkpoint": run_relative(Path(job.best.best_model_path), job.folder)
+        if job.best and job.best.best_model_path
+        else None,
+        "seed": job.cfg.seed,
+        "packed_jobs": module.network.copies,  # trained together, in train_seconds
+    }
+    tested = {key: metrics[key] for key in (results.TEST_ACC, results.TEST_LOSS)}
+    write(job, {**tested, "epoch": float(trainer.current_epoch)}, trainer.global_step)
+    record_results(job.loggers, hparams, metrics, trainer.global_step)
+    close_trackers(job.loggers)
+    return finished(metrics)
+
+
+def value_of(fit_results: dict, stage: str, name: str, copy: int) -> float | None:
+    values = fit_results.get(stage, {}).get(name)
+    return None if values is None else float(values[copy])
+
+
+def best_or_last(job: PackedJob, fit_results: dict, copy: int) -> float | None:
+    """The job's best val/acc as its checkpoint callback kept it, else the last epoch's."""
+    if job.best is not None and job.best.best_model_score is not None:
+        return float(job.best.best_model_score)
+    return value_of(fit_results, "val", "acc", copy)

@@ -1,0 +1,106 @@
+"""Which jobs of a sweep can train as one packed network, and in which groups.
+
+Jobs pack together when their configs are equal once the settings each copy keeps apart are
+left out: the seed (initial weights, split and batch order), the init, the activation (applied
+per slice) and the dropout rate. Everything else is shared: the architecture, the optimiser
+and its settings, the data, batch size, epochs and schedule.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+# Settings each copy of a packed network has for itself.
+PER_COPY_KEYS = ("seed", "init", "activation", "model.dropout")
+PACKED_MODELS = ("mlplab.nets.MLP", "mlplab.nets.SoftmaxRegression")
+PACKED_DATA = "mlplab.data.MNISTDataModule"
+# Optimisers whose update of each weight depends only on that weight's own gradient and state,
+# so one optimiser over the stacked weights gives each slice its solo update. L-BFGS (a line
+# search over all weights together) is not among them.
+ELEMENT_WISE_OPTIMIZERS = tuple(
+    f"torch.optim.{name}"
+    for name in (
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "NAdam",
+        "RAdam",
+        "RMSprop",
+        "Adagrad",
+        "Adadelta",
+        "Rprop",
+        "ASGD",
+    )
+)
+# The callbacks a packed group does per job itself (mlplab/sweeps/packed_*.py).
+PACKED_CALLBACKS = (
+    "model_checkpoint",
+    "learning_rate_monitor",
+    "progress_bar",
+    "last_checkpoint",
+    "save_on_signal",
+)
+
+
+def why_not_packed(cfg: DictConfig) -> str | None:
+    """Why the job of `cfg` must train alone; None when it can share a packed network."""
+    if cfg.model._target_ not in PACKED_MODELS:
+        return f"model {cfg.model._target_} is not an MLP"
+    if cfg.model.get("batchnorm"):
+        return "batch norm (model.batchnorm=true) is not packed"
+    if "activation" in cfg.model and not is_plain_function(cfg.activation):
+        return f"activation {cfg.activation._target_} has weights or changes the width"
+    if cfg.optimizer._target_ not in ELEMENT_WISE_OPTIMIZERS:
+        return f"optimizer {cfg.optimizer._target_} does not update each weight on its own"
+    if cfg.data._target_ != PACKED_DATA:
+        return f"data {cfg.data._target_} is not packed"
+    if cfg.trainer.strategy != "auto" or cfg.trainer.devices != 1:
+        return "it trains on several devices"
+    if cfg.compile:
+        return "compile=true"
+    extra = [name for name, node in cfg.callbacks.items() if node and name not in PACKED_CALLBACKS]
+    if extra:
+        return f"callbacks {', '.join(extra)} are not packed"
+    return None
+
+
+def is_plain_function(activation: DictConfig) -> bool:
+    """An activation without weights that keeps the width (not PReLU, not maxout)."""
+    from mlplab.nets import Maxout
+
+    unit = instantiate(activation)()
+    return not isinstance(unit, Maxout) and not any(True for _ in unit.parameters())
+
+
+def shared_settings(cfg: DictConfig) -> str:
+    """The job's config without Hydra's node and the per-copy keys, as text to compare.
+
+    Unresolved, so that paths below each job's own folder compare equal.
+    """
+    settings = OmegaConf.to_container(cfg, resolve=False)
+    settings.pop("hydra", None)
+    for key in PER_COPY_KEYS:
+        parent, _, name = key.rpartition(".")
+        node = settings.get(parent, {}) if parent else settings
+        node.pop(name, None)
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def packing_groups(configs: list[DictConfig]) -> list[tuple[list[int], str | None]]:
+    """The jobs (indices into `configs`) that train together, in the order of their first job,
+    each group with the reason its job trains alone (None for a packed group)."""
+    groups: dict[str, list[int]] = {}
+    alone: dict[int, str] = {}
+    for index, cfg in enumerate(configs):
+        reason = why_not_packed(cfg)
+        if reason:
+            alone[index] = reason
+            groups[f"alone {index}"] = [index]
+        else:
+            groups.setdefault(shared_settings(cfg), []).append(index)
+    ordered = sorted(groups.values(), key=lambda indices: indices[0])
+    return [(indices, alone.get(indices[0])) for indices in ordered]

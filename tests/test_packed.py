@@ -1,0 +1,231 @@
+"""Packed sweeps: jobs trained as one stacked network end where each would end alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlplab.errors import TrainingDiverged
+from mlplab.run import JobFacts, record_outcome
+from mlplab.safety.resume import hydra_quoted
+from mlplab.sweeps.packed_run import fit_and_test_packed
+from tests.conftest import SMALL_RUN, compose_train_config, train, write_tiny_mnist
+
+# Three jobs that differ in everything a copy keeps for itself: seed, activation, init, dropout.
+JOBS = {
+    "relu": ["seed=1"],
+    "tanh_xavier": ["seed=2", "activation=tanh", "init=xavier_uniform"],
+    "dropout": ["seed=3", "model.dropout=0.3"],
+}
+TWO_EPOCHS = [*SMALL_RUN, "trainer.max_epochs=2", "trainer.log_every_n_steps=3"]
+
+
+def train_packed(cfgs) -> list[dict | Exception]:
+    """Train `cfgs` packed and record each job's outcome as the packed launcher does."""
+    recorded = []
+    for cfg, outcome in zip(cfgs, fit_and_test_packed(cfgs, [JobFacts() for _ in cfgs])):
+        try:
+            recorded.append(record_outcome(Path(cfg.output_dir), outcome))
+        except Exception as error:
+            recorded.append(error)
+    return recorded
+
+
+@pytest.fixture(scope="module")
+def packed_and_alone(tmp_path_factory):
+    """The JOBS trained packed, and each trained alone: their folders and metrics."""
+    root = tmp_path_factory.mktemp("packed")
+    data = write_tiny_mnist(root / "data")
+
+    def config(name: str, kind: str):
+        return compose_train_config(root / kind / name, data, [*TWO_EPOCHS, *JOBS[name]])
+
+    packed = train_packed([config(name, "packed") for name in JOBS])
+    alone = [train(config(name, "alone")) for name in JOBS]
+    return root, packed, alone
+
+
+def checkpoint(root: Path, kind: str, name: str) -> dict:
+    path = root / kind / name / "checkpoints" / "last.ckpt"
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_packed_job_ends_with_the_weights_and_optimizer_state_it_reaches_alone(
+    packed_and_alone, name
+):
+    root, _, _ = packed_and_alone
+    packed, alone = checkpoint(root, "packed", name), checkpoint(root, "alone", name)
+    assert packed["global_step"] == alone["global_step"] == 20
+    assert packed["state_dict"].keys() == alone["state_dict"].keys()
+    for key, weight in alone["state_dict"].items():
+        # Batched products add in another order than a Linear layer's: float tolerance.
+        torch.testing.assert_close(packed["state_dict"][key], weight, rtol=1e-4, atol=1e-5)
+    packed_state = packed["optimizer_states"][0]["state"]
+    for index, values in alone["optimizer_states"][0]["state"].items():
+        for key, value in values.items():
+            torch.testing.assert_close(packed_state[index][key], value, rtol=1e-3, atol=1e-6)
+
+
+def test_packed_checkpoints_hold_what_a_single_runs_checkpoints_hold(packed_and_alone):
+    root, packed_metrics, alone_metrics = packed_and_alone
+    for name, packed, alone in zip(JOBS, packed_metrics, alone_metrics):
+        assert packed["best_checkpoint"] == alone["best_checkpoint"]
+        packed_best = torch.load(root / "packed" / name / packed["best_checkpoint"])
+        alone_best = torch.load(root / "alone" / name / alone["best_checkpoint"])
+        assert packed_best.keys() == alone_best.keys()
+        assert packed_best["callbacks"].keys() == alone_best["callbacks"].keys()
+        assert packed_best["hyper_parameters"]["output_dir"] == str(root / "packed" / name)
+        assert packed_best["MNISTDataModule"]["batches_consumed"] == 0
+        torch.testing.assert_close(
+            packed_best["MNISTDataModule"]["epoch_start_state"],
+            alone_best["MNISTDataModule"]["epoch_start_state"],
+        )
+
+
+def curve_points(folder: Path) -> set[tuple[str, ...]]:
+    """The (step, tag) pairs of a run's curves.csv."""
+    lines = (folder / "curves.csv").read_text().splitlines()[1:]
+    return {tuple(line.split(",")[:2]) for line in lines}
+
+
+def test_packed_job_writes_the_metrics_and_curves_of_a_single_run(packed_and_alone):
+    root, packed_metrics, alone_metrics = packed_and_alone
+    for name, packed, alone in zip(JOBS, packed_metrics, alone_metrics):
+        assert set(packed) - set(alone) == {"packed_jobs"} and packed["packed_jobs"] == 3
+        for key in ("test/acc", "val/acc", "epochs", "seed"):
+            assert packed[key] == pytest.approx(alone[key], abs=1e-4)
+        written = json.loads((root / "packed" / name / "metrics.json").read_text())
+        assert written == packed
+        assert curve_points(root / "packed" / name) == curve_points(root / "alone" / name)
+
+
+def test_packed_and_one_by_one_test_results_agree_within_their_seed_spread(packed_and_alone):
+    _, packed, alone = packed_and_alone
+    for key in ("test/acc", "test/loss"):
+        packed_values = [metrics[key] for metrics in packed]
+        alone_values = [metrics[key] for metrics in alone]
+        spread = max(statistics.stdev(alone_values), 1e-6)
+        assert abs(statistics.fmean(packed_values) - statistics.fmean(alone_values)) <= spread
+
+
+def test_a_diverging_packed_job_stops_alone_and_the_others_complete(tiny_mnist, tmp_path):
+    jobs = {
+        "stable": ["seed=1"],
+        "huge_init": ["seed=2", "init=normal", "init.weight.std=1e30"],
+        "also_stable": ["seed=3", "activation=sigmoid"],
+    }
+    cfgs = [
+        compose_train_config(tmp_path / name, tiny_mnist, [*TWO_EPOCHS, "optimizer=sgd", *extra])
+        for name, extra in jobs.items()
+    ]
+    stable, diverged, also_stable = train_packed(cfgs)
+    assert all(metrics["status"] == "completed" for metrics in (stable, also_stable))
+    assert stable["epochs"] == also_stable["epochs"] == 2
+    assert isinstance(diverged, TrainingDiverged)
+    assert "training diverged at epoch 0, step 0" in str(diverged)
+    written = json.loads((tmp_path / "huge_init" / "metrics.json").read_text())
+    assert written == {"status": "diverged", "error": str(diverged)}
+    assert not (tmp_path / "huge_init" / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.end_to_end
+def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
+    tiny_mnist, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "train", "-m", "hydra/launcher=packed"]
+    result = subprocess.run(
+        [*command, *SMALL_RUN, "seed=1,2", "optimizer=adam,lbfgs", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        env={**os.environ, "DATA_DIR": str(tiny_mnist)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "packed together: #0, #2" in output
+    assert "alone: #1 (optimizer torch.optim.LBFGS does not update each weight" in output
+    folders = {
+        int(folder.name.split("_")[0]): folder for folder in sweep.glob("*_*") if folder.is_dir()
+    }
+    metrics = {
+        number: json.loads((f / "metrics.json").read_text()) for number, f in folders.items()
+    }
+    assert {number: m.get("packed_jobs") for number, m in metrics.items()} == {
+        0: 2,
+        1: None,
+        2: 2,
+        3: None,
+    }
+    assert "as one packed network of 2 copies" in (folders[2] / "train.log").read_text()
+    summary = (sweep / "summary.csv").read_text()
+    assert "optimizer=adam,2," in summary and "optimizer=lbfgs,2," in summary
+
+    packed_job = folders[2]
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaluate",
+            # A sweep job's folder name holds "=" and ",": quoted for Hydra.
+            f"ckpt_path={hydra_quoted(str(packed_job / metrics[2]['best_checkpoint']))}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert f"test/acc {metrics[2]['test/acc']:.4f}" in evaluated.stdout + evaluated.stderr
+    resumed = subprocess.run(
+        [sys.executable, "-m", "train", f"resume={packed_job}", "trainer.max_epochs=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    continued = json.loads((packed_job / "metrics.json").read_text())
+    assert continued["status"] == "completed" and continued["epochs"] == 2
+    assert "packed_jobs" not in continued  # the second epoch trained alone
+
+
+def test_a_packed_group_that_finds_its_jobs_last_checkpoints_continues_as_a_group(
+    packed_and_alone,
+):
+    root, _, _ = packed_and_alone
+
+    def configs(epochs: int):
+        return [
+            compose_train_config(
+                root / "requeued" / name,
+                root / "data",
+                [*TWO_EPOCHS, f"trainer.max_epochs={epochs}", *JOBS[name]],
+            )
+            for name in JOBS
+        ]
+
+    in_sweep = [JobFacts(number=number, in_sweep=True) for number in range(len(JOBS))]
+    stopped = [outcome() for outcome in fit_and_test_packed(configs(1), in_sweep)]
+    assert [metrics["epochs"] for metrics in stopped] == [1, 1, 1]
+    continued = [outcome() for outcome in fit_and_test_packed(configs(2), in_sweep)]
+    assert [metrics["epochs"] for metrics in continued] == [2, 2, 2]
+    for name in JOBS:
+        requeued, alone = checkpoint(root, "requeued", name), checkpoint(root, "alone", name)
+        for key, weight in alone["state_dict"].items():
+            torch.testing.assert_close(requeued["state_dict"][key], weight, rtol=1e-4, atol=1e-5)
+        # As for a single run resumed at step 10: the points the stopped run wrote at its
+        # checkpoint's step (the epoch's hidden-layer statistics) are dropped.
+        alone_points = curve_points(root / "alone" / name)
+        at_checkpoint = {(step, tag) for step, tag in alone_points if step == "10"}
+        assert curve_points(root / "requeued" / name) == alone_points - {
+            point for point in at_checkpoint if point[1].startswith("activation/")
+        }

@@ -1,0 +1,55 @@
+"""Which jobs of a sweep train together as one packed network."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlplab.sweeps.packing import packing_groups, why_not_packed
+from tests.conftest import compose_train_config
+
+
+@pytest.fixture
+def config(tmp_path, tiny_mnist):
+    def make(*overrides: str):
+        return compose_train_config(tmp_path / "run", tiny_mnist, list(overrides))
+
+    return make
+
+
+def test_jobs_differing_in_seed_init_activation_and_dropout_pack_into_one_group(config):
+    configs = [
+        config("seed=1"),
+        config("seed=2", "init=xavier_uniform"),
+        config("seed=3", "activation=tanh", "model.dropout=0.5"),
+    ]
+    assert packing_groups(configs) == [([0, 1, 2], None)]
+
+
+def test_jobs_differing_in_a_shared_setting_form_separate_groups_in_sweep_order(config):
+    configs = [
+        config("seed=1", "optimizer.lr=0.01"),
+        config("seed=1", "optimizer.lr=0.001"),
+        config("seed=2", "optimizer.lr=0.01"),
+        config("seed=2", "data.batch_size=50", "optimizer.lr=0.001"),
+    ]
+    assert packing_groups(configs) == [([0, 2], None), ([1], None), ([3], None)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["optimizer=lbfgs"], "optimizer torch.optim.LBFGS does not update each weight"),
+        (["model.batchnorm=true"], "batch norm"),
+        (["activation=maxout"], "activation mlplab.nets.Maxout has weights or changes the width"),
+        (["activation=prelu"], "activation torch.nn.PReLU has weights"),
+        (["trainer=ddp_cpu"], "it trains on several devices"),
+        (["compile=true"], "compile=true"),
+    ],
+)
+def test_jobs_that_cannot_share_a_stacked_network_train_alone_with_a_reason(
+    config, overrides, reason
+):
+    packable, alone = config("seed=1"), config("seed=2", *overrides)
+    assert reason in why_not_packed(alone)
+    groups = packing_groups([packable, alone, config("seed=3")])
+    assert groups == [([0, 2], None), ([1], why_not_packed(alone))]
