@@ -175,7 +175,7 @@ def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
         [
             sys.executable,
             "-m",
-            "evaluate",
+            "mlplab.evaluate",
             # A sweep job's folder name holds "=" and ",": quoted for Hydra.
             f"ckpt_path={hydra_quoted(str(packed_job / metrics[2]['best_checkpoint']))}",
         ],
