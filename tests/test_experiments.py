@@ -87,3 +87,36 @@ def test_rbm_vs_xavier_sweeps_three_inits_of_the_deep_sigmoid_net_and_a_relu_ref
         ("Sigmoid", "xavier_uniform_"),
         ("ReLU", "kaiming_normal_"),
     }
+
+
+@pytest.mark.end_to_end
+def test_rbm_vs_xavier_multirun_reports_its_four_networks_with_pretraining_in_their_cost(
+    tiny_mnist, tmp_path
+):
+    import csv
+
+    from tests.conftest import SMALL_RUN
+    from tests.test_cli import run_train
+
+    sweep = tmp_path / "sweep"
+    command = ["-m", "experiment=rbm_vs_xavier", "seed=1", *SMALL_RUN, f"hydra.sweep.dir={sweep}"]
+    result = run_train(command, tiny_mnist, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    with (sweep / "summary.csv").open() as file:
+        rows = {row["configuration"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {
+        "hidden_units=sigmoid_normal",
+        "hidden_units=sigmoid_rbm",
+        "hidden_units=sigmoid_xavier_uniform",
+        "hidden_units=relu_kaiming_normal",
+    }
+    assert {row["status"] for row in rows.values()} == {"1 completed"}
+    pretrained = rows.pop("hidden_units=sigmoid_rbm")
+    assert float(pretrained["pretrain_seconds"]) > 0
+    # Same network, same steps: the pre-training is what the FLOPs add.
+    (job,) = sweep.glob("*hidden_units=sigmoid_rbm*")
+    pretraining = read_metrics(job)["pretrain_flops"]
+    assert {float(row["train_flops"]) for row in rows.values()} == {
+        float(pretrained["train_flops"]) - pretraining
+    }
