@@ -40,6 +40,31 @@ def test_bad_values_are_refused_naming_key_value_and_what_is_accepted(
         check_config(cfg)
 
 
+RBM_READY = "init=rbm activation=sigmoid data.normalize=false"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ("init.pretraining.k=0", r"init\.pretraining\.k=0 is not valid: a whole number >= 1"),
+        ("init.pretraining.epochs=1.5", r"init\.pretraining\.epochs=1\.5 is not valid"),
+        ("init.pretraining.batch_size=0", r"init\.pretraining\.batch_size=0 is not valid"),
+        ("init.pretraining.lr=0", r"init\.pretraining\.lr=0 is not valid: a number > 0"),
+        ("model=linear", r"init=rbm pre-trains hidden layers and this model has none"),
+        ("activation=relu", r"activation is torch\.nn\.ReLU: use activation=sigmoid"),
+        ("model.batchnorm=true", r"BatchNorm1d between them: use model\.batchnorm=false"),
+        ("data.normalize=true", r"pixels in \[0, 1\].*use data\.normalize=false"),
+    ],
+)
+def test_rbm_pretraining_is_refused_for_settings_networks_and_data_it_cannot_train(
+    small_run_config, overrides, message
+):
+    check_config(small_run_config(*RBM_READY.split()))  # the setup it can pre-train
+    cfg = small_run_config(*RBM_READY.split(), *overrides.split())
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg)
+
+
 def test_gpu_accelerator_without_a_gpu_is_refused_before_training(small_run_config, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     cfg = small_run_config("trainer=gpu")

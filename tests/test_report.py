@@ -68,10 +68,10 @@ def test_runs_differing_only_by_seed_are_grouped_into_mean_and_std(small_sweep):
 
 
 @pytest.mark.end_to_end
-def test_report_writes_markdown_and_the_three_plots(small_sweep):
+def test_report_writes_markdown_and_the_four_plots(small_sweep):
     markdown = (small_sweep / "summary.md").read_text()
     assert "| data.val_size=100 | 2 |" in markdown and " ± " in markdown
-    for plot in ("val_acc.png", "train_loss.png", "grad_norms.png"):
+    for plot in ("val_acc.png", "train_loss.png", "grad_norms.png", "test_acc_vs_compute.png"):
         assert (small_sweep / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -145,9 +145,14 @@ def test_report_statistics_equal_values_computed_by_hand(tmp_path):
         (2, 0.92, 0.95, 0.20, 12.0, [2.0, 2.0, 8.0], ([0.1, 0.6, 0.2], [0.9, 0.2, 0.1])),
         (3, 0.97, 0.93, 0.10, 14.0, [4.0, 1.0, 3.0], ([0.3, 0.9, 0.0], [0.5, 0.8, 0.6])),
     ]
+    # Pre-training: 3 s and 500 FLOPs for seed 1 and 3; seed 2 is a run from before it existed.
+    pretraining = {1: (3.0, 500), 2: None, 3: (3.0, 500)}
     for seed, test_acc, val_acc, train_loss, seconds, ratios, dead in runs:
         metrics = {"status": "completed", "test/acc": test_acc, "val/acc": val_acc}
         metrics |= {"train/loss": train_loss, "epochs": 3, "train_seconds": seconds}
+        metrics["train_flops"] = 1000 * seed
+        if pretraining[seed]:
+            metrics["pretrain_seconds"], metrics["pretrain_flops"] = pretraining[seed]
         scalars = {"grad_norm/first_to_last_ratio": ratios}
         scalars |= {f"activation/dead_fraction/layer_{k}": v for k, v in enumerate(dead, 1)}
         write_job(
@@ -174,7 +179,10 @@ def test_report_statistics_equal_values_computed_by_hand(tmp_path):
     assert row["dead_fraction"] == pytest.approx((0.2 + 0.15 + 0.3) / 3)
     assert row["saturated_fraction"] is None
     assert row["epochs"] == 3
-    assert row["train_seconds"] == pytest.approx(12.0)
+    # The cost columns count pre-training in: (10 + 3, 12, 14 + 3) s, (1500, 2000, 3500) FLOPs.
+    assert row["pretrain_seconds"] == pytest.approx(3.0)
+    assert row["train_seconds"] == pytest.approx(14.0)
+    assert row["train_flops"] == pytest.approx(7000 / 3)
 
 
 def test_one_seed_has_no_spread_two_have_one_and_saturation_is_the_last_epochs_mean(tmp_path):
@@ -215,13 +223,16 @@ def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_i
         "dead_fraction": 0.125,
         "saturated_fraction": 0.5,
         "epochs": 15.0,
+        "pretrain_seconds": 4.06,
         "train_seconds": 20.04,
+        "train_flops": 1.2345e12,
         "status": "3 completed",
     }
     assert markdown_table([row]) == (
         "| configuration | n | test_acc | best_val_acc | final_train_loss | grad_norm_ratio | "
-        "dead_fraction | saturated_fraction | epochs | train_seconds | status |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "dead_fraction | saturated_fraction | epochs | pretrain_seconds | train_seconds | "
+        "train_flops | status |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         "| activation=relu | 3 | 0.9751 ± 0.0012 | 0.9800 ± 0.0000 | 0.1235 | 1.23e-04 | "
-        "12.5% | 50.0% | 15.0 | 20.0 | 3 completed |\n"
+        "12.5% | 50.0% | 15.0 | 4.1 | 20.0 | 1.23e+12 | 3 completed |\n"
     )

@@ -132,6 +132,46 @@ def check_trainer(trainer: DictConfig) -> None:
         )
 
 
+def check_pretraining(cfg: DictConfig) -> None:
+    """The init group's pre-training: its settings, and a network and data it can pre-train.
+
+    Each hidden layer is pre-trained as an RBM of binary units: its outputs must be the
+    sigmoid of a Linear layer, and the images the first RBM sees must lie in [0, 1].
+    """
+    pretraining = cfg.init.get("pretraining")
+    if not pretraining:
+        return
+    for key in ("k", "epochs", "batch_size"):
+        value = pretraining[key]
+        require(
+            is_whole_number(value) and value >= 1,
+            f"init.pretraining.{key}",
+            value,
+            "a whole number >= 1",
+        )
+    lr = pretraining.lr
+    require(is_number(lr) and lr > 0, "init.pretraining.lr", lr, "a number > 0, such as 0.1")
+    if "hidden_sizes" not in cfg.model:
+        raise ConfigError(
+            "init=rbm pre-trains hidden layers and this model has none: use model=mlp"
+        )
+    if cfg.activation._target_ != "torch.nn.Sigmoid":
+        raise ConfigError(
+            f"init=rbm pre-trains sigmoid units, but the activation is {cfg.activation._target_}:"
+            " use activation=sigmoid"
+        )
+    if cfg.model.batchnorm:
+        raise ConfigError(
+            "init=rbm pre-trains each Linear layer with the sigmoid right after it, and "
+            "model.batchnorm=true puts BatchNorm1d between them: use model.batchnorm=false"
+        )
+    if cfg.data.normalize:
+        raise ConfigError(
+            "init=rbm needs pixels in [0, 1] for the first RBM's binary units, and "
+            "data.normalize=true standardises them: use data.normalize=false"
+        )
+
+
 def check_options_used(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Refuse an override of a group that the chosen model does not read.
 
@@ -219,4 +259,5 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
     check_loggers(cfg.get("logger"))
+    check_pretraining(cfg)
     check_options_used(cfg, overrides)

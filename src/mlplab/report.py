@@ -18,14 +18,7 @@ def main() -> None:
     with one_line_errors():
         write_report(sweep_dir)
     print((sweep_dir / results.SUMMARY_MARKDOWN).read_text(), end="")
-    written = (
-        results.SUMMARY_CSV,
-        results.SUMMARY_MARKDOWN,
-        results.VAL_ACC_PLOT,
-        results.TRAIN_LOSS_PLOT,
-        results.GRAD_NORMS_PLOT,
-    )
-    print(f"written to {sweep_dir}: {', '.join(written)}")
+    print(f"written to {sweep_dir}: {', '.join(results.REPORT_FILES)}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ TRAIN_LOSS, TRAIN_ACC = metric_key("train", "loss"), metric_key("train", "acc")
 VAL_LOSS, VAL_ACC = metric_key("val", "loss"), metric_key("val", "acc")
 TEST_LOSS, TEST_ACC = metric_key("test", "loss"), metric_key("test", "acc")
 TRAIN_LOSS_STEP = metric_key("train", "loss_step")  # every log_every_n_steps steps
+# The cost of training, in metrics.json: seconds this process spent, and floating-point
+# operations counted from the network's shape and the run's steps. Pre-training is kept apart.
+TRAIN_SECONDS, PRETRAIN_SECONDS = "train_seconds", "pretrain_seconds"
+TRAIN_FLOPS, PRETRAIN_FLOPS = "train_flops", "pretrain_flops"
 # The results each tracker gets beside the hyperparameters (TensorBoard's HPARAMS tab pairs them).
 HPARAMS_RESULTS = (TEST_ACC, TEST_LOSS, VAL_ACC)
 
@@ -43,11 +47,23 @@ GRAD_NORM_RATIO = "grad_norm/first_to_last_ratio"
 ACTIVATION_MEAN = "activation/mean"
 DEAD_FRACTION = "activation/dead_fraction"
 SATURATED_FRACTION = "activation/saturated_fraction"
+# Pre-training tags: one curve per hidden layer, one point per pre-training epoch, logged at
+# negative steps: pre-training comes before the supervised training's step 0.
+RECONSTRUCTION_ERROR = "pretrain/reconstruction_error"
 
 
 # What the sweep report writes into a sweep folder.
 SUMMARY_CSV, SUMMARY_MARKDOWN = "summary.csv", "summary.md"
 VAL_ACC_PLOT, TRAIN_LOSS_PLOT, GRAD_NORMS_PLOT = "val_acc.png", "train_loss.png", "grad_norms.png"
+COMPUTE_PLOT = "test_acc_vs_compute.png"
+REPORT_FILES = (
+    SUMMARY_CSV,
+    SUMMARY_MARKDOWN,
+    VAL_ACC_PLOT,
+    TRAIN_LOSS_PLOT,
+    GRAD_NORMS_PLOT,
+    COMPUTE_PLOT,
+)
 
 
 def layer_tag(prefix: str, layer: int) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
@@ -20,6 +21,7 @@ from torch import nn
 
 from mlplab import results
 from mlplab.build import build_classifier, build_trainer
+from mlplab.compute import training_flops
 from mlplab.config_checks import check_config
 from mlplab.console import what_it_trains
 from mlplab.cuda_check import skip_nvml_check_without_driver
@@ -87,6 +89,44 @@ def device(trainer: L.Trainer) -> str:
     return trainer.strategy.root_device.type + processes
 
 
+def pretrain(
+    cfg: DictConfig, network: nn.Module, training_features: torch.Tensor, trainer: L.Trainer
+) -> float:
+    """Pre-train the network as the init group asks, on the trainer's device; return the seconds.
+
+    Lightning moves the network to its device later; the pre-training writes the weights into
+    it wherever it is.
+    """
+    started = time.perf_counter()
+    instantiate(cfg.init.pretraining)(
+        network,
+        training_features.to(trainer.strategy.root_device),
+        trainer.loggers,
+        seed=cfg.seed,
+    )
+    seconds = time.perf_counter() - started
+    log.info(f"pre-trained the hidden layers in {seconds:.1f} s")
+    return seconds
+
+
+def training_cost(
+    cfg: DictConfig, network: nn.Module, trainer: L.Trainer, training_examples: int
+) -> dict[str, int]:
+    """Floating-point operations of the whole run, counted from its config, shape and steps.
+
+    They count every step of the run, a resumed one included, and the pre-training its
+    checkpoint started from.
+    """
+    examples_seen = trainer.global_step * cfg.data.batch_size * trainer.world_size
+    pretraining = cfg.init.get("pretraining")
+    return {
+        results.TRAIN_FLOPS: training_flops(network, examples_seen),
+        results.PRETRAIN_FLOPS: instantiate(pretraining).flops(network, training_examples)
+        if pretraining
+        else 0,
+    }
+
+
 def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     """Train on the training split, test the best checkpoint; return the run's results."""
     output_dir = Path(cfg.output_dir)
@@ -105,6 +145,11 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
         record_hyperparameters(trainer.loggers, hparams)
     if rank_zero_only.rank == 0:
         log.info(what_it_trains(cfg, job.choices, layer_sizes(classifier.network), device(trainer)))
+    training_features, _ = datamodule.splits["train"]
+    # A resumed run's checkpoint holds the pre-trained (and further trained) weights.
+    pretrain_seconds = 0.0
+    if cfg.init.get("pretraining") and resume_from is None:
+        pretrain_seconds = pretrain(cfg, classifier.network, training_features, trainer)
 
     with process_group_per_job(trainer):
         started = time.perf_counter()
@@ -136,8 +181,10 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
         results.TRAIN_ACC: fit_results.get(results.TRAIN_ACC),
         results.TRAIN_LOSS: fit_results.get(results.TRAIN_LOSS),
         "epochs": trainer.current_epoch,
-        "train_seconds": round(train_seconds, 3),
+        results.PRETRAIN_SECONDS: round(pretrain_seconds, 3),
+        results.TRAIN_SECONDS: round(train_seconds, 3),
         "test_seconds": round(test_seconds, 3),
+        **training_cost(cfg, classifier.network, trainer, len(training_features)),
         "best_checkpoint": run_relative(Path(best_checkpoint), output_dir)
         if best_checkpoint
         else None,

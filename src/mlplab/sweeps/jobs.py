@@ -30,6 +30,19 @@ class Job:
         tags = [tag for tag in self.scalars if tag.startswith(results.layer_tag(prefix, ""))]
         return sorted(tags, key=results.layer_number)
 
+    def seconds(self) -> float | None:
+        """Training time, pre-training included; None where the run did not record it."""
+        return self._with_pretraining(results.TRAIN_SECONDS, results.PRETRAIN_SECONDS)
+
+    def flops(self) -> int | None:
+        """Training's floating-point operations, pre-training included; None where unrecorded."""
+        return self._with_pretraining(results.TRAIN_FLOPS, results.PRETRAIN_FLOPS)
+
+    def _with_pretraining(self, key: str, pretraining_key: str) -> float | None:
+        if self.metrics.get(key) is None:
+            return None
+        return self.metrics[key] + self.metrics.get(pretraining_key, 0)
+
 
 def read_overrides(folder: Path) -> dict[str, str]:
     lines = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []

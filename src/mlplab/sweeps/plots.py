@@ -1,4 +1,10 @@
-"""The sweep report's pictures: validation accuracy, training loss, gradient norm per layer."""
+"""The sweep report's pictures: validation accuracy, training loss, gradient norm per layer, and
+test accuracy against training cost.
+
+Each configuration is drawn as the mean over its seeds with a shaded band of one standard
+deviation (the sample one, as in the summary table); a configuration run with one seed is a
+line alone. Its legend entry says which.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +19,58 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mlplab import results  # noqa: E402
 from mlplab.sweeps.jobs import Job  # noqa: E402
 
+BAND_OPACITY = 0.2
 
-def mean_curve(jobs: list[Job], tag: str) -> tuple[list[int], list[float]]:
-    """Steps and the mean value over jobs at the steps every job logged."""
-    curves = [dict(job.scalars[tag]) for job in jobs if job.scalars.get(tag)]
+
+def seed_label(label: str, seeds: int) -> str:
+    """The legend entry of a configuration: what its line and band are."""
+    return f"{label} (mean ± 1 std, {seeds} seeds)" if seeds > 1 else f"{label} (1 seed)"
+
+
+def seed_band(
+    curves: list[dict[int, float]],
+) -> tuple[list[int], list[float], list[float] | None]:
+    """Points every curve has, the mean over curves there and, for two or more, the std."""
     if not curves:
-        return [], []
-    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
-    return steps, [statistics.fmean(curve[step] for curve in curves) for step in steps]
+        return [], [], None
+    points = sorted(set.intersection(*(set(curve) for curve in curves)))
+    means = [statistics.fmean(curve[point] for curve in curves) for point in points]
+    if len(curves) == 1:
+        return points, means, None
+    return points, means, [statistics.stdev(curve[point] for curve in curves) for point in points]
 
 
-def median_norm_per_layer(jobs: list[Job]) -> list[float]:
-    """Per Linear layer, the median gradient norm over training, averaged over jobs."""
-    per_job = [
-        [statistics.median(job.series(tag)) for tag in job.layer_tags(results.GRAD_NORM)]
+def draw_band(
+    axes, curves: list[dict[int, float]], label: str, numbered: bool = False, **style
+) -> None:
+    """The mean of `curves`, shaded one std either side, at the points every curve has.
+
+    `numbered` draws them at x = 1, 2, ... (validation is logged at steps, drawn by epoch).
+    """
+    points, means, stds = seed_band(curves)
+    x = list(range(1, len(points) + 1)) if numbered else points
+    (line,) = axes.plot(x, means, label=seed_label(label, len(curves)), **style)
+    if stds is not None:
+        lower = [mean - std for mean, std in zip(means, stds)]
+        upper = [mean + std for mean, std in zip(means, stds)]
+        axes.fill_between(x, lower, upper, color=line.get_color(), alpha=BAND_OPACITY, lw=0)
+
+
+def scalar_curves(jobs: list[Job], tag: str) -> list[dict[int, float]]:
+    """Per job that logged `tag`, its values by step."""
+    return [dict(job.scalars[tag]) for job in jobs if job.scalars.get(tag)]
+
+
+def median_norm_per_layer(jobs: list[Job]) -> list[dict[int, float]]:
+    """Per job, the median gradient norm over training of each Linear layer (1 = the first)."""
+    return [
+        {
+            layer: statistics.median(job.series(tag))
+            for layer, tag in enumerate(job.layer_tags(results.GRAD_NORM), start=1)
+        }
         for job in jobs
         if job.layer_tags(results.GRAD_NORM)
     ]
-    if not per_job:
-        return []
-    depth = min(len(norms) for norms in per_job)
-    return [statistics.fmean(norms[layer] for norms in per_job) for layer in range(depth)]
 
 
 def save(figure, path: Path) -> None:
@@ -42,31 +79,31 @@ def save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_sweep(groups: dict[str, list[Job]], sweep_dir: Path) -> None:
-    """Write the validation accuracy, training loss and gradient norm plots into `sweep_dir`."""
+def plot_val_acc(groups: dict[str, list[Job]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
-        _, values = mean_curve(jobs, results.VAL_ACC)
-        axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        draw_band(axes, scalar_curves(jobs, results.VAL_ACC), label, numbered=True, marker="o")
     axes.set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="val/acc")
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
-    save(figure, sweep_dir / results.VAL_ACC_PLOT)
+    save(figure, path)
 
+
+def plot_train_loss(groups: dict[str, list[Job]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
-        steps, values = mean_curve(jobs, results.TRAIN_LOSS_STEP)
-        axes.plot(steps, values, label=label)
+        draw_band(axes, scalar_curves(jobs, results.TRAIN_LOSS_STEP), label)
     axes.set(title="Training loss", xlabel="step", ylabel="cross-entropy (log scale)", yscale="log")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
-    save(figure, sweep_dir / results.TRAIN_LOSS_PLOT)
+    save(figure, path)
 
+
+def plot_grad_norms(groups: dict[str, list[Job]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
-        norms = median_norm_per_layer(jobs)
-        axes.plot(range(1, len(norms) + 1), norms, marker="o", label=label)
+        draw_band(axes, median_norm_per_layer(jobs), label, marker="o")
     axes.set(
         title="Gradient norm per layer: lower at layer 1 = the gradient vanished on its way back",
         xlabel="Linear layer (1 = next to the input)",
@@ -77,4 +114,57 @@ def plot_sweep(groups: dict[str, list[Job]], sweep_dir: Path) -> None:
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3, which="both")
-    save(figure, sweep_dir / results.GRAD_NORMS_PLOT)
+    save(figure, path)
+
+
+def draw_point(axes, costs: list[float], accuracies: list[float], label: str) -> None:
+    """The mean cost and accuracy of a configuration's seeds, with one-std error bars."""
+    spread = len(costs) > 1
+    axes.errorbar(
+        statistics.fmean(costs),
+        statistics.fmean(accuracies),
+        xerr=statistics.stdev(costs) if spread else None,
+        yerr=statistics.stdev(accuracies) if spread else None,
+        fmt="o",
+        capsize=3,
+        label=seed_label(label, len(costs)),
+    )
+
+
+def plot_compute(groups: dict[str, list[Job]], path: Path) -> None:
+    """Test accuracy against training FLOPs and seconds, pre-training included.
+
+    A point has no curve to shade: its one-std spread over seeds is drawn as error bars.
+    """
+    figure, (by_flops, by_seconds) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for label, jobs in groups.items():
+        completed = [job for job in jobs if job.metrics.get("status") == "completed"]
+        for axes, cost in ((by_flops, Job.flops), (by_seconds, Job.seconds)):
+            measured = [job for job in completed if cost(job) is not None]
+            if measured:
+                costs = [cost(job) for job in measured]
+                accuracies = [job.metrics[results.TEST_ACC] for job in measured]
+                draw_point(axes, costs, accuracies, label)
+    by_flops.set(
+        title="Test accuracy against training FLOPs",
+        xlabel="floating-point operations, pre-training included (log scale)",
+        ylabel="test/acc",
+        xscale="log",
+    )
+    by_seconds.set(
+        title="Test accuracy against training time",
+        xlabel="seconds, pre-training included (log scale)",
+        xscale="log",
+    )
+    by_flops.legend(fontsize=8)
+    for axes in (by_flops, by_seconds):
+        axes.grid(alpha=0.3, which="both")
+    save(figure, path)
+
+
+def plot_sweep(groups: dict[str, list[Job]], sweep_dir: Path) -> None:
+    """Write the report's plots into `sweep_dir`."""
+    plot_val_acc(groups, sweep_dir / results.VAL_ACC_PLOT)
+    plot_train_loss(groups, sweep_dir / results.TRAIN_LOSS_PLOT)
+    plot_grad_norms(groups, sweep_dir / results.GRAD_NORMS_PLOT)
+    plot_compute(groups, sweep_dir / results.COMPUTE_PLOT)

@@ -26,7 +26,9 @@ SUMMARY_COLUMNS = (
     "dead_fraction",
     "saturated_fraction",
     "epochs",
+    "pretrain_seconds",
     "train_seconds",
+    "train_flops",
     "status",
 )
 
@@ -92,7 +94,10 @@ def summarise(label: str, jobs: list[Job]) -> dict[str, Any]:
             [last_epoch_mean_over_layers(job, results.SATURATED_FRACTION) for job in jobs]
         ),
         "epochs": per_job([job.metrics.get("epochs") for job in jobs]),
-        "train_seconds": per_job([job.metrics.get("train_seconds") for job in jobs]),
+        "pretrain_seconds": per_job([job.metrics.get(results.PRETRAIN_SECONDS) for job in jobs]),
+        # The cost of the whole training: pre-training included.
+        "train_seconds": per_job([job.seconds() for job in jobs]),
+        "train_flops": per_job([job.flops() for job in jobs]),
         "status": ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())),
     }
 
@@ -107,8 +112,10 @@ def format_cell(row: dict[str, Any], column: str) -> str:
         return f"{value:.2e}"
     if column in ("dead_fraction", "saturated_fraction"):
         return f"{value:.1%}"
-    if column in ("epochs", "train_seconds"):
+    if column in ("epochs", "pretrain_seconds", "train_seconds"):
         return f"{value:.1f}"
+    if column == "train_flops":
+        return f"{value:.3g}"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
