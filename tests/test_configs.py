@@ -73,7 +73,10 @@ def test_every_init_builds_a_weight_initialiser_or_keeps_the_default(small_run_c
     weight_init = instantiate(cfg.init.weight)
     network = instantiate(cfg.model)
     init_linear_weights(network, weight_init)
-    assert (weight_init is None) == (init == "default")
+    # rbm keeps PyTorch's default for the output layer and pre-trains the hidden ones.
+    assert (weight_init is None) == (init in ("default", "rbm"))
+    if init == "rbm":
+        assert type(instantiate(cfg.init.pretraining)).__name__ == "RBMPretraining"
     first = network.layers[1].weight
     assert torch.isfinite(first).all()
     if init == "zeros":

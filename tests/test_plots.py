@@ -20,12 +20,13 @@ def test_seed_band_is_the_mean_and_sample_std_at_the_steps_every_seed_logged():
     assert seed_band([{0: 1.0, 50: 0.5}]) == ([0, 50], [1.0, 0.5], None)
 
 
-def test_each_configuration_is_its_mean_with_a_one_std_band_and_one_seed_is_a_line_alone():
+def test_each_configuration_is_its_mean_with_a_one_std_band_and_one_seed_a_line_alone():
     seeds = [job({"val/acc": [(9, a), (19, b)]}) for a, b in ((0.5, 0.6), (0.7, 0.9), (0.6, 0.9))]
     alone = [job({"val/acc": [(9, 0.3), (19, 0.4)]})]
     figure, axes = plt.subplots()
     draw_band(axes, scalar_curves(seeds, "val/acc"), "init=rbm", numbered=True)
     draw_band(axes, scalar_curves(alone, "val/acc"), "init=normal", numbered=True)
+    draw_band(axes, scalar_curves([job({})], "val/acc"), "init=zeros", numbered=True)  # failed
 
     mean_line, alone_line = axes.get_lines()
     assert list(mean_line.get_xdata()) == [1, 2]  # drawn by epoch, not by step

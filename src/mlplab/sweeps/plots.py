@@ -31,8 +31,6 @@ def seed_band(
     curves: list[dict[int, float]],
 ) -> tuple[list[int], list[float], list[float] | None]:
     """Points every curve has, the mean over curves there and, for two or more, the std."""
-    if not curves:
-        return [], [], None
     points = sorted(set.intersection(*(set(curve) for curve in curves)))
     means = [statistics.fmean(curve[point] for curve in curves) for point in points]
     if len(curves) == 1:
@@ -46,7 +44,10 @@ def draw_band(
     """The mean of `curves`, shaded one std either side, at the points every curve has.
 
     `numbered` draws them at x = 1, 2, ... (validation is logged at steps, drawn by epoch).
+    A configuration without the curve (its jobs failed) is left out; the table lists it.
     """
+    if not curves:
+        return
     points, means, stds = seed_band(curves)
     x = list(range(1, len(points) + 1)) if numbered else points
     (line,) = axes.plot(x, means, label=seed_label(label, len(curves)), **style)
