@@ -23,10 +23,10 @@ def training_images(datamodule: MNISTDataModule) -> torch.Tensor:
     return features
 
 
-def test_small_rbm_lowers_its_reconstruction_error_on_the_tiny_digits(tiny_mnist, tmp_path):
+def test_small_rbm_lowers_its_reconstruction_error_on_the_tiny_digits(small_run_config, tmp_path):
     network = MLP([32], activation=nn.Sigmoid)
     logger = CSVLogger(tmp_path, name="csv", version="")
-    images = training_images(MNISTDataModule(str(tiny_mnist), val_size=100, normalize=False))
+    images = training_images(instantiate(small_run_config("data.normalize=false").data))
     RBMPretraining(epochs=5, batch_size=20)(network, images, [logger], seed=0)
 
     with open(tmp_path / "csv" / "metrics.csv") as file:
