@@ -9,7 +9,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.build import load_classifier
 from mlplab.errors import ConfigError, one_line_errors
 from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch import nn
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.build import build_classifier, build_trainer
 from mlplab.compute import training_flops
 from mlplab.config_checks import check_config

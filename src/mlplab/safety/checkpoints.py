@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.errors import ConfigError
 
 

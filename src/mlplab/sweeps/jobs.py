@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.curves import read_curves
 from mlplab.errors import ConfigError
 

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.diagnostics import (
     RELU_FAMILY,
     SATURATION_BOUNDS,

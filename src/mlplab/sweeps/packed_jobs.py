@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.data import MNISTDataModule
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.sweeps.packed_classifier import PackedClassifier

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.data import MNISTDataModule
 from mlplab.run import JobFacts
 from mlplab.safety.checkpoints import read_checkpoint

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.build import build_network
 from mlplab.config_checks import check_config
 from mlplab.cuda_check import skip_nvml_check_without_driver

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mlplab import results  # noqa: E402
+import mlplab.results as results  # noqa: E402
 from mlplab.sweeps.jobs import Job  # noqa: E402
 
 BAND_OPACITY = 0.2

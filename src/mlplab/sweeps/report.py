@@ -10,7 +10,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from mlplab import results
+import mlplab.results as results
 from mlplab.sweeps.jobs import Job, find_jobs
 
 GROUPING_KEYS_IGNORED = ("seed", "data.root")  # runs that differ only by these are grouped
