@@ -5,7 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import initialize_config_dir
+from omegaconf import OmegaConf
 
+from mlplab import command_checks
 from mlplab.command_checks import check_command_line
 from mlplab.errors import ConfigError
 from tests.conftest import REPO, SMALL_RUN
@@ -69,6 +72,30 @@ def test_a_sweep_is_checked_job_by_job_with_the_presets_own_sweep():
     check("-m", "experiment=relu_vs_sigmoid", "seed=1,2")
     with pytest.raises(ConfigError, match="activation=relu has no effect"):
         check("-m", "experiment=relu_vs_sigmoid", "model=linear")
+
+
+def test_jobs_that_differ_only_in_values_share_one_composition_and_end_as_composed(
+    monkeypatch,
+):
+    compositions = []
+    compose_job = command_checks.composed
+    monkeypatch.setattr(
+        command_checks,
+        "composed",
+        lambda *args: compositions.append(args) or compose_job(*args),
+    )
+    first = ["seed=1", "model.dropout=0.1", "optimizer.lr=0.1", "model.hidden_sizes=[8]"]
+    second = ["seed=7", "model.dropout=0.2", "optimizer.lr=0.01", "model.hidden_sizes=[64,32]"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        jobs = command_checks.JobConfigs("train")
+        jobs.config(first)
+        from_values = jobs.config(second)
+        assert len(compositions) == 1
+        jobs.config(["activation=tanh", *second])  # another config group: composed in full
+        assert len(compositions) == 2
+        full = command_checks.JobConfigs("train").config(second)
+    assert OmegaConf.to_container(from_values) == OmegaConf.to_container(full)
+    assert (from_values.seed, from_values.model.hidden_sizes) == (7, [64, 32])
 
 
 def test_a_run_prints_what_it_trains_then_its_result_and_nothing_else(tiny_mnist, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
+from hydra_plugins.mlplab_packed_launcher.packed_launcher import ComposedOnce
 from mlplab.sweeps.packing import packing_groups, why_not_packed
 from tests.conftest import compose_train_config
 
@@ -53,3 +55,23 @@ def test_jobs_that_cannot_share_a_stacked_network_train_alone_with_a_reason(
     assert reason in why_not_packed(alone)
     groups = packing_groups([packable, alone, config("seed=3")])
     assert groups == [([0, 2], None), ([1], why_not_packed(alone))]
+
+
+def test_the_launcher_takes_the_configs_the_sweeper_composed_to_check_its_batch():
+    class CountingLoader:
+        def __init__(self) -> None:
+            self.calls = []
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            self.calls.append(list(sweep_overrides))
+            return OmegaConf.create({"overrides": list(sweep_overrides)})
+
+    loader = CountingLoader()
+    composed_once = ComposedOnce(loader)
+    master = OmegaConf.create({})
+    batch = [["seed=1"], ["seed=2"]]
+    checked = [composed_once.load_sweep_config(master, overrides) for overrides in batch]
+    taken = [composed_once.take_sweep_config(master, overrides) for overrides in batch]
+    assert taken == checked and loader.calls == batch  # composed once each
+    composed_once.take_sweep_config(master, ["seed=1"])  # kept no longer: composed again
+    assert loader.calls == [*batch, ["seed=1"]]

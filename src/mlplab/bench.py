@@ -29,7 +29,7 @@ from mlplab.build import build_classifier, build_trainer
 from mlplab.config_compose import compose_train_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.data import MNISTDataModule, TensorBatches
-from mlplab.results import SUMMARY_CSV
+from mlplab.results import METRICS_FILE, SUMMARY_CSV
 from mlplab.run import JobFacts
 from mlplab.sweeps.packed_run import train_group
 
@@ -181,23 +181,29 @@ SWEEP_LAUNCHERS = {  # name: the launcher override of `python -m train -m`
 }
 
 
-def sweep_seconds(data_root: str, launcher: list[str], jobs: int, epochs: int) -> float:
-    """Wall time of `python -m train -m seed=1,...,jobs` from launch to its sweep report."""
+def timed_sweep(
+    data_root: str, launcher: list[str], jobs: int, epochs: int, trainer: str
+) -> tuple[float, dict]:
+    """`python -m train -m seed=1,...,jobs`: wall time from launch to its sweep report, and
+    the first job's metrics.json."""
     seeds = ",".join(str(seed) for seed in range(1, jobs + 1))
     with tempfile.TemporaryDirectory() as folder:
         command = [
             *(sys.executable, "-m", "train", "-m", *launcher),
             f"seed={seeds}",
+            f"trainer={trainer}",
             f"data.root={data_root}",
             f"trainer.max_epochs={epochs}",
             f"hydra.sweep.dir={folder}/sweep",
+            "hydra.sweep.subdir=${hydra.job.num}",
         ]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - started
-        if not (Path(folder) / "sweep" / SUMMARY_CSV).exists():
+        sweep = Path(folder) / "sweep"
+        if not (sweep / SUMMARY_CSV).exists():
             raise RuntimeError(f"{' '.join(command)} wrote no sweep report")
-        return seconds
+        return seconds, json.loads((sweep / "0" / METRICS_FILE).read_text())
 
 
 PEAK_MEMORY_OF_COMMAND = """
@@ -323,10 +329,10 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
     }
 
 
-def run_sweeps(data_root: str, jobs: int, epochs: int) -> dict:
+def run_sweeps(data_root: str, jobs: int, epochs: int, trainer: str = "default") -> dict:
     """Each launcher's sweep once, in the order of SWEEP_LAUNCHERS, and packed's ratios."""
     seconds = {
-        name: sweep_seconds(data_root, launcher, jobs, epochs)
+        name: timed_sweep(data_root, launcher, jobs, epochs, trainer)[0]
         for name, launcher in SWEEP_LAUNCHERS.items()
     }
     return {
@@ -338,6 +344,29 @@ def run_sweeps(data_root: str, jobs: int, epochs: int) -> dict:
             for name in SWEEP_LAUNCHERS
             if name != "packed"
         },
+    }
+
+
+def run_gpu_packing(data_root: str, jobs: int, epochs: int, repetitions: int) -> dict:
+    """On the GPU: one job against `jobs` seeds packed, each launch to report, alternating;
+    and each one's training time (the packed group's for all its jobs)."""
+    runs: dict[str, list[tuple[float, dict]]] = {"one_job": [], "packed": []}
+    for _ in range(repetitions):
+        runs["one_job"].append(timed_sweep(data_root, [], 1, epochs, "gpu"))
+        packed = SWEEP_LAUNCHERS["packed"]
+        runs["packed"].append(timed_sweep(data_root, packed, jobs, epochs, "gpu"))
+    walls = {name: [wall for wall, _ in values] for name, values in runs.items()}
+    return {
+        "machine": f"{torch.cuda.get_device_name()}, torch {torch.__version__}",
+        "repetitions": repetitions,
+        "jobs": jobs,
+        "epochs": epochs,
+        "seconds": {name: summary(values) for name, values in walls.items()},
+        "train_seconds": {
+            name: summary([metrics["train_seconds"] for _, metrics in values])
+            for name, values in runs.items()
+        },
+        "packed / one job": summary([p / o for p, o in zip(walls["packed"], walls["one_job"])]),
     }
 
 
@@ -358,13 +387,31 @@ def print_table(results: dict) -> None:
     )
     for label, value, form in rows:
         print(f"{label:<44} {value:7{form}}")
-    sweeps = results.get("sweeps")
-    if sweeps:
-        print(f"sweep of {sweeps['jobs']} seeds x {sweeps['epochs']} epochs, launch to report (s)")
-        for name, seconds in sweeps["seconds"].items():
-            print(f"  {name:<42} {seconds:7.1f}")
-        for name, ratio in sweeps["ratios"].items():
-            print(f"  {name:<42} {ratio:6.2f}x")
+
+
+def print_gpu_table(results: dict) -> None:
+    print(f"machine: {results['machine']}; {results['repetitions']} repetitions, median [min-max]")
+    print(f"default config, {results['epochs']} epochs: launch to report / training (s)")
+    jobs = results["jobs"]
+    for name, label in (("one_job", "one job"), ("packed", f"{jobs} jobs packed")):
+        wall, train = results["seconds"][name], results["train_seconds"][name]
+        print(
+            f"  {label:<30} {wall['median']:7.1f}  {wall['min']:.1f}-{wall['max']:.1f}"
+            f"  {train['median']:7.1f}  {train['min']:.1f}-{train['max']:.1f}"
+        )
+    ratio = results["packed / one job"]
+    print(
+        f"  {f'{jobs} packed / one job':<30} {ratio['median']:6.2f}x"
+        f"  {ratio['min']:.2f}x-{ratio['max']:.2f}x"
+    )
+
+
+def print_sweeps(sweeps: dict) -> None:
+    print(f"sweep of {sweeps['jobs']} seeds x {sweeps['epochs']} epochs, launch to report (s)")
+    for name, seconds in sweeps["seconds"].items():
+        print(f"  {name:<42} {seconds:7.1f}")
+    for name, ratio in sweeps["ratios"].items():
+        print(f"  {name:<42} {ratio:6.2f}x")
 
 
 def main() -> None:
@@ -374,15 +421,33 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
     parser.add_argument("--sweep-jobs", type=int, default=8, help="0: no sweeps")
     parser.add_argument("--sweep-epochs", type=int, default=2)
+    parser.add_argument(
+        "--gpu-packed-jobs",
+        type=int,
+        default=0,
+        help="on a GPU, in place of the epoch table: one job against this many packed; "
+        "the sweeps then train on the GPU",
+    )
     args = parser.parse_args()
-    # The plain loops run as in a script that never imported Lightning.
-    skip_nvml_check_without_driver()
-    results = run_benchmark(args.data_root, args.repetitions)
-    if args.sweep_jobs:
-        results["sweeps"] = run_sweeps(args.data_root, args.sweep_jobs, args.sweep_epochs)
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.gpu_packed_jobs:
+        results = run_gpu_packing(
+            args.data_root, args.gpu_packed_jobs, args.sweep_epochs, args.repetitions
+        )
+        trainer = "gpu"
+    else:
+        # The plain loops run as in a script that never imported Lightning.
+        skip_nvml_check_without_driver()
+        results = run_benchmark(args.data_root, args.repetitions)
+        trainer = "default"
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
+    if args.sweep_jobs:
+        sweeps = run_sweeps(args.data_root, args.sweep_jobs, args.sweep_epochs, trainer)
+        results["sweeps"] = sweeps
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    (print_gpu_table if args.gpu_packed_jobs else print_table)(results)
+    if "sweeps" in results:
+        print_sweeps(results["sweeps"])
 
 
 if __name__ == "__main__":

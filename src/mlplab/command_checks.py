@@ -7,6 +7,7 @@ folder behind. Hydra's own composition errors become the same kind of line.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser  # Hydra's own parser: hydra-core is bounded
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,11 +42,57 @@ def check_command_line(
     config_dir = (app_dir / (args.config_path or config_path)).resolve()
     config_name = args.config_name or config_name
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
+        jobs = JobConfigs(config_name)
         for overrides in job_overrides(config_name, args.overrides, args.multirun):
-            with_hydra = composed(config_name, overrides)
-            cfg = OmegaConf.masked_copy(with_hydra, [key for key in with_hydra if key != "hydra"])
+            cfg = jobs.config(overrides)
             check_config(cfg, overrides)
             check_additions(cfg, overrides)
+
+
+class JobConfigs:
+    """Each job's config without its hydra node, composed once per shape of the sweep.
+
+    Jobs that differ only in plain values (seed=1 / seed=2) share their composition: the
+    first is composed, the others are a copy of it with their values set, as Hydra sets
+    values after composing. A job that differs in a config group, adds or deletes a key, or
+    sets a dict, is composed in full.
+    """
+
+    def __init__(self, config_name: str) -> None:
+        self.config_name = config_name
+        self.parser = OverridesParser.create()
+        self.groups = set(GlobalHydra.instance().config_loader().list_groups(""))
+        self.composed: dict[tuple, DictConfig] = {}
+
+    def config(self, overrides: list[str]) -> DictConfig:
+        values = [o for o in parse(self.parser, overrides) if self.is_plain_value(o)]
+        shape = (
+            tuple(o for o in overrides if o not in {v.input_line for v in values}),
+            tuple(value.key_or_group for value in values),
+        )
+        if shape not in self.composed:
+            with_hydra = composed(self.config_name, overrides)
+            keys = [key for key in with_hydra if key != "hydra"]
+            self.composed[shape] = OmegaConf.masked_copy(with_hydra, keys)
+            return copy.deepcopy(self.composed[shape])
+        cfg = copy.deepcopy(self.composed[shape])
+        for value in values:
+            OmegaConf.update(cfg, value.key_or_group, value.value(), merge=True)
+        return cfg
+
+    def is_plain_value(self, override: Override) -> bool:
+        """`key=value` for an existing key of the job's config: no group, no +, ~ or dict."""
+        key = override.key_or_group
+        return not (
+            override.is_add()
+            or override.is_force_add()
+            or override.is_delete()
+            or override.package is not None
+            or "/" in key
+            or key.split(".")[0] == "hydra"
+            or ("." not in key and key in self.groups)
+            or isinstance(override.value(), dict)
+        )
 
 
 def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]]:

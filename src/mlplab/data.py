@@ -207,6 +207,12 @@ class TensorBatches:
         return share.to(self.labels.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.positions():
+            yield self.features[batch], self.labels[batch]
+
+    def positions(self) -> Iterator[slice | torch.Tensor]:
+        """Which examples each batch holds: a slice of the stored split (a view, no copy),
+        or the indices of its examples."""
         self.epoch_start_state = self.generator.get_state()
         skip, self.batches_to_skip = self.batches_to_skip, 0
         share = self._share()
@@ -222,14 +228,9 @@ class TensorBatches:
                 self.epoch_start_state = self.generator.get_state()
                 self.batches_consumed = 0
             if share is None:
-                # Contiguous slices are views: no copy of the split.
-                yield (
-                    self.features[start : start + self.batch_size],
-                    self.labels[start : start + self.batch_size],
-                )
+                yield slice(start, start + self.batch_size)
             else:
-                batch = share[start : start + self.batch_size]
-                yield self.features[batch], self.labels[batch]
+                yield share[start : start + self.batch_size]
 
 
 class MNISTDataModule(L.LightningDataModule):

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -35,6 +36,9 @@ class PackedLauncher(Launcher):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config = config
+        # The sweeper composes each job of a batch to check it before launching the batch;
+        # the launcher takes those configs instead of composing each job again.
+        hydra_context.config_loader = ComposedOnce(hydra_context.config_loader)
         self.hydra_context = hydra_context
         self.task_function = task_function
 
@@ -71,7 +75,7 @@ class PackedLauncher(Launcher):
         return [returns[index] for index in range(len(configs))]
 
     def job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        config = self.hydra_context.config_loader.take_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = number
             config.hydra.job.num = number
@@ -99,6 +103,36 @@ class PackedLauncher(Launcher):
             self.run(config, partial(finish_job, outcome))
             for config, outcome in zip(configs, outcomes)
         ]
+
+
+class ComposedOnce:
+    """A config loader that keeps each job config it composes until the job takes it.
+
+    Everything else is the wrapped loader's.
+    """
+
+    def __init__(self, loader: ConfigLoader) -> None:
+        self.loader = loader
+        self.composed: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def load_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: list[str]
+    ) -> DictConfig:
+        config = self.loader.load_sweep_config(master_config, sweep_overrides)
+        self.composed[(id(master_config), tuple(sweep_overrides))] = config
+        return config
+
+    def take_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: list[str]
+    ) -> DictConfig:
+        """The job's config as composed before, else composed now; kept no longer."""
+        kept = self.composed.pop((id(master_config), tuple(sweep_overrides)), None)
+        if kept is None:
+            return self.loader.load_sweep_config(master_config, sweep_overrides)
+        return kept
 
 
 def describe(overrides: Sequence[str]) -> str:

@@ -24,29 +24,65 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        partial = path.with_name(f".{path.name}.partial")
+        self.save_checkpoints([(checkpoint, Path(path))])
+
+    def save_checkpoints(self, checkpoints: list[tuple[dict[str, Any], Path]]) -> None:
+        """Each (checkpoint, path) saved atomically; several (a packed group's) are flushed to
+        disk together, so the disk waits twice for all of them rather than twice for each."""
+        partials: list[Path] = []
         try:
-            with partial.open("wb") as file:
-                file.write(buffer.getbuffer())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, path)
-        except BaseException as error:
-            partial.unlink(missing_ok=True)  # its space is what a retry needs
-            if isinstance(error, OSError):
-                size = f"the checkpoint needs {len(buffer.getbuffer()) / 2**20:.1f} MiB"
-                raise OSError(error.errno, f"{error.strerror}; {size}", str(path)) from error
+            for checkpoint, path in checkpoints:
+                partials.append(write_partial(checkpoint, path))
+            on_disk(partials)
+        except BaseException:
+            for partial in partials:
+                partial.unlink(missing_ok=True)  # its space is what a retry needs
             raise
-        # The rename itself is only durable once the folder's entry is on disk.
-        folder = os.open(path.parent, os.O_RDONLY)
+        for partial, (_, path) in zip(partials, checkpoints):
+            os.replace(partial, path)
+        # The renames themselves are only durable once the folders' entries are on disk.
+        on_disk(list(dict.fromkeys(path.parent for _, path in checkpoints)))
+
+
+def write_partial(checkpoint: dict[str, Any], path: Path) -> Path:
+    """`checkpoint` written to a temporary file beside `path`; that file's path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("wb") as file:
+            file.write(buffer.getbuffer())
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        size = f"the checkpoint needs {len(buffer.getbuffer()) / 2**20:.1f} MiB"
+        raise OSError(error.errno, f"{error.strerror}; {size}", str(path)) from error
+    return partial
+
+
+def on_disk(paths: list[Path]) -> None:
+    """Wait until the files or folders `paths` are on disk; an error names the one it hit.
+
+    For several, one sync writes them all out first, and each fsync then only collects
+    its file's outcome (Linux reports a failed write-back to the next fsync of the file).
+    """
+    if len(paths) > 1:
+        os.sync()
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
         try:
-            os.fsync(folder)
+            os.fsync(descriptor)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(final_name(path))) from error
         finally:
-            os.close(folder)
+            os.close(descriptor)
+
+
+def final_name(path: Path) -> Path:
+    """The checkpoint a temporary `.name.partial` file stands for; other paths as they are."""
+    if path.name.startswith(".") and path.name.endswith(".partial"):
+        return path.with_name(path.name[1 : -len(".partial")])
+    return path
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -97,8 +97,8 @@ class PackedClassifier(L.LightningModule):
         logits = self.network(features)
         losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
         copy_losses = losses.mean(dim=1)
-        active = self.active()
-        self.manual_backward(copy_losses[active].sum())
+        trained = copy_losses[self.active()] if self.diverged else copy_losses
+        self.manual_backward(trained.sum())
         optimizer.step()
         for copy, weights in self.frozen.items():
             self.network.set_copy(copy, weights)

@@ -50,7 +50,7 @@ def hidden_statistics(
     network: PackedNetworks, outputs: list[torch.Tensor]
 ) -> list[dict[str, float]]:
     """Per copy: mean, dead and saturated fraction of each hidden layer's `outputs`."""
-    per_copy = []
+    statistics = []
     for copy, activations in enumerate(network.activations):
         values = {}
         for layer, (activation, output) in enumerate(zip(activations, outputs), start=1):
@@ -62,16 +62,18 @@ def hidden_statistics(
             if bounds:
                 tag = results.layer_tag(results.SATURATED_FRACTION, layer)
                 values[tag] = saturated_fraction(output, *bounds)
-        per_copy.append(values)
-    return per_copy
+        statistics.append(values)
+    return statistics
 
 
 def tensorboards(job: PackedJob) -> list[TensorBoardLogger]:
     return [logger for logger in job.loggers if isinstance(logger, TensorBoardLogger)]
 
 
-def per_copy(values: dict[str, torch.Tensor], copy: int) -> dict[str, float]:
-    return {tag: float(value[copy]) for tag, value in values.items()}
+def per_copy(values: dict[str, torch.Tensor], copies: int) -> list[dict[str, float]]:
+    """{tag: (K,) tensor} as K dicts of floats, read off the device once per tag."""
+    read = {tag: value.tolist() for tag, value in values.items()}
+    return [{tag: value[copy] for tag, value in read.items()} for copy in range(copies)]
 
 
 class PackedCurves(L.Callback):
@@ -107,8 +109,9 @@ class PackedCurves(L.Callback):
         if self.diagnostics:
             values = {**gradient_norms(pl_module.network), **values}
         epoch = {"epoch": float(trainer.current_epoch)}
+        copies = per_copy(values, pl_module.network.copies)
         for copy in pl_module.active():
-            write(self.jobs[copy], {**per_copy(values, copy), **epoch}, trained_step(trainer))
+            write(self.jobs[copy], {**copies[copy], **epoch}, trained_step(trainer))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
         # Called before the module's own epoch end, which resets the training sums.
@@ -126,9 +129,11 @@ class PackedCurves(L.Callback):
             features, _ = next(iter(trainer.datamodule.val_dataloader()))
             outputs = hidden_outputs(pl_module.network, features)
             statistics = hidden_statistics(pl_module.network, outputs)
+            outputs = [output.cpu() for output in outputs] if self.histograms else []
+        copies = per_copy(values, pl_module.network.copies)
         for copy in pl_module.active():
             job = self.jobs[copy]
-            write(job, {**per_copy(values, copy), **epoch}, trained_step(trainer))
+            write(job, {**copies[copy], **epoch}, trained_step(trainer))
             if statistics:
                 write(job, statistics[copy], trainer.global_step)
                 for board in tensorboards(job) if self.histograms else ():
@@ -140,14 +145,16 @@ class PackedCurves(L.Callback):
 
     def write_parameter_histograms(self, module: PackedClassifier, step: int) -> None:
         """Histograms of each copy's Linear weights and of their gradients."""
-        weights = module.network.weights()
+        # Off the device once for all copies: TensorBoard bins on the CPU.
+        stacked = module.network.weights()
+        weights = [weight.detach().cpu() for weight in stacked]
+        gradients = [weight.grad.cpu() for weight in stacked]
         for copy in module.active():
             for board in tensorboards(self.jobs[copy]):
-                for layer, weight in enumerate(weights, start=1):
+                for layer, (weight, gradient) in enumerate(zip(weights, gradients), start=1):
                     board.experiment.add_histogram(
                         results.layer_tag("weights", layer), weight[copy], step
                     )
-                    gradient = weight.grad[copy]
                     board.experiment.add_histogram(
-                        results.layer_tag("gradients", layer), gradient, step
+                        results.layer_tag("gradients", layer), gradient[copy], step
                     )

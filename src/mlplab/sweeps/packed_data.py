@@ -25,19 +25,34 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class PackedBatches:
-    """Per step, every copy's batch stacked: features (K, N, 784), labels (K, N)."""
+    """Per step, every copy's batch stacked: features (K, N, 784), labels (K, N).
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, orders: list[TensorBatches]):
+    `splits` (K, n) holds each copy's examples (indices into features and labels), and
+    `orders` each copy's batches of positions in its row, so a step costs one gather for
+    all the copies.
+    """
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        splits: torch.Tensor,
+        orders: list[TensorBatches],
+    ) -> None:
         self.features = features
         self.labels = labels
-        self.orders = orders  # per copy: batches of indices into features and labels
+        self.splits = splits
+        self.orders = orders
 
     def __len__(self) -> int:
         return len(self.orders[0])
 
     def __iter__(self) -> Iterator[Batch]:
-        for batches in zip(*self.orders):
-            index = torch.stack([indices for indices, _ in batches])
+        for positions in zip(*(order.positions() for order in self.orders)):
+            if isinstance(positions[0], slice):  # unshuffled: the same slice of every row
+                index = self.splits[:, positions[0]]
+            else:
+                index = self.splits.gather(1, torch.stack(positions))
             yield self.features[index], self.labels[index]
 
     # Where each copy is in its order, so a checkpoint of one copy continues as a solo run.
@@ -99,25 +114,25 @@ class PackedMNIST(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         return tensors[0].to(device), tensors[1].to(device)
 
-    def _orders(self, part: int, batch_size: int, shuffle: bool) -> list[TensorBatches]:
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        orders = []
-        for seed, split in zip(self.seeds, self.splits):
-            indices = split[part].to(device)
-            orders.append(TensorBatches(indices, indices, batch_size, shuffle, seed))
-        return orders
+    def _batches(self, part: int, batch_size: int, shuffle: bool) -> PackedBatches:
+        """Split `part` (0: validation, 1: training) of every copy, batched in its order."""
+        self.images = self._on_device(self.images)
+        device = self.images[0].device
+        splits = torch.stack([split[part] for split in self.splits]).to(device)
+        orders = [
+            TensorBatches(row, row, batch_size, shuffle, seed)
+            for seed, row in zip(self.seeds, splits)
+        ]
+        return PackedBatches(*self.images, splits, orders)
 
     def train_dataloader(self) -> PackedBatches:
-        self.images = self._on_device(self.images)
-        orders = self._orders(1, self.template.batch_size, shuffle=True)
-        self.train_batches = PackedBatches(*self.images, orders)
+        self.train_batches = self._batches(1, self.template.batch_size, shuffle=True)
         if self.train_batches_state:
             self.train_batches.load_state_dict(self.train_batches_state)
         return self.train_batches
 
     def val_dataloader(self) -> PackedBatches:
-        self.images = self._on_device(self.images)
-        return PackedBatches(*self.images, self._orders(0, self.template.eval_batch_size, False))
+        return self._batches(0, self.template.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> TensorBatches:
         """The test split is the same for every copy: features (N, 784), labels (N,)."""

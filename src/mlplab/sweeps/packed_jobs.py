@@ -121,51 +121,50 @@ class PackedCheckpoints(Checkpoint):
             self.save_last(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
-        packed = None
+        improved = {}  # copy: its score, for each job whose monitored value improved
         for copy in pl_module.active():
-            job = self.jobs[copy]
-            if job.best is None:
-                continue
-            score = monitored_value(pl_module, job.best.monitor, copy)
-            if score is None or not improves(job.best, score):
-                continue
-            packed = packed or dump_checkpoint(trainer)
-            self.save_best(trainer, pl_module, copy, score, packed)
+            best = self.jobs[copy].best
+            score = None if best is None else monitored_value(pl_module, best.monitor, copy)
+            if score is not None and improves(best, score):
+                improved[copy] = score
+        if improved:
+            self.save_best(trainer, pl_module, improved)
         if self.every_n_train_steps is not None:
             self.save_last(trainer, pl_module)
 
     def save_best(
-        self,
-        trainer: L.Trainer,
-        module: PackedClassifier,
-        copy: int,
-        score: torch.Tensor,
-        packed: dict[str, Any],
+        self, trainer: L.Trainer, module: PackedClassifier, improved: dict[int, torch.Tensor]
     ) -> None:
-        job = self.jobs[copy]
-        best = job.best
-        candidates = {
-            "epoch": torch.tensor(trainer.current_epoch),
-            "step": torch.tensor(trainer.global_step),
-            best.monitor: score,
-        }
-        path = best.format_checkpoint_name(candidates)
-        previous = best.best_model_path
-        best.best_k_models = {path: score}
-        best.best_model_path = best.kth_best_model_path = path
-        best.best_model_score = best.kth_value = best.current_score = score
-        job.best_weights = [p.detach().clone() for p in module.network.copy_parameters(copy)]
-        self.io.save_checkpoint(single_checkpoint(packed, module, copy, job), path)
-        if previous and previous != path:
-            Path(previous).unlink(missing_ok=True)
+        """Each improved job's new best checkpoint, in place of its previous one."""
+        packed = dump_checkpoint(trainer)
+        saves, replaced = [], []
+        for copy, score in improved.items():
+            job = self.jobs[copy]
+            best = job.best
+            candidates = {
+                "epoch": torch.tensor(trainer.current_epoch),
+                "step": torch.tensor(trainer.global_step),
+                best.monitor: score,
+            }
+            path = best.format_checkpoint_name(candidates)
+            if best.best_model_path and best.best_model_path != path:
+                replaced.append(Path(best.best_model_path))
+            best.best_k_models = {path: score}
+            best.best_model_path = best.kth_best_model_path = path
+            best.best_model_score = best.kth_value = best.current_score = score
+            job.best_weights = [p.detach().clone() for p in module.network.copy_parameters(copy)]
+            saves.append((single_checkpoint(packed, module, copy, job), Path(path)))
+        self.io.save_checkpoints(saves)
+        for previous in replaced:
+            previous.unlink(missing_ok=True)
 
     def save_last(self, trainer: L.Trainer, module: PackedClassifier) -> None:
         packed = dump_checkpoint(trainer)
+        saves = []
         for copy in module.active():
             job = self.jobs[copy]
-            self.io.save_checkpoint(
-                single_checkpoint(packed, module, copy, job), job.last_checkpoint
-            )
+            saves.append((single_checkpoint(packed, module, copy, job), job.last_checkpoint))
+        self.io.save_checkpoints(saves)
 
 
 def dump_checkpoint(trainer: L.Trainer) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class PackedNetworks(nn.Module):
                 self.stacked.append(nn.Parameter(torch.stack(slices).contiguous()))
         # Modules of the copies, not registered: they hold no parameters (see packable.py).
         self.activations = [network.hidden_activations() for network in networks]
+        # Per hidden layer, whether every copy applies the same activation: one call then.
+        self.same_activation = [
+            len({repr(unit) for unit in units}) == 1 for units in zip(*self.activations)
+        ]
         self.dropout_rates = [dropout_rate(network) for network in networks]
         self.dropout_generators = dropout_generators
 
@@ -74,7 +78,7 @@ class PackedNetworks(nn.Module):
 
     def activate(self, depth: int, x: torch.Tensor) -> torch.Tensor:
         units = [copy[depth] for copy in self.activations]
-        if len({repr(unit) for unit in units}) == 1:
+        if self.same_activation[depth]:
             return units[0](x)  # one call for every slice: the usual sweep over seeds
         return torch.stack([unit(slice_) for unit, slice_ in zip(units, x)])
 
