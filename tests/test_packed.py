@@ -81,6 +81,50 @@ def test_packed_job_ends_with_the_weights_and_optimizer_state_it_reaches_alone(
     assert_same_weights_and_optimizer_state(packed, alone)
 
 
+LEARNING_RATES = {  # optimiser and schedule: each job's own learning rate
+    "sgd_momentum_step": (
+        ["optimizer=sgd", "optimizer.momentum=0.9", "scheduler=step", "scheduler.step_size=1"],
+        [0.1, 0.03],
+    ),
+    "adam_cosine": (["scheduler=cosine"], [0.001, 0.004]),
+}
+
+
+@pytest.mark.parametrize("name", list(LEARNING_RATES))
+def test_packed_jobs_with_their_own_learning_rates_end_where_each_ends_alone(tmp_path, name):
+    data = write_tiny_mnist(tmp_path / "data")
+    shared, rates = LEARNING_RATES[name]
+
+    def config(copy: int, kind: str):
+        overrides = [*TWO_EPOCHS, *shared, f"seed={copy + 1}", f"optimizer.lr={rates[copy]}"]
+        return compose_train_config(tmp_path / kind / str(copy), data, overrides)
+
+    metrics = train_packed([config(copy, "packed") for copy in range(len(rates))])
+    assert [job["packed_jobs"] for job in metrics] == [len(rates)] * len(rates)
+    for copy in range(len(rates)):
+        train(config(copy, "alone"))
+        folder = str(copy)
+        packed, alone = (
+            checkpoint(tmp_path, "packed", folder),
+            checkpoint(tmp_path, "alone", folder),
+        )
+        assert_same_weights_and_optimizer_state(packed, alone)
+        packed_group = packed["optimizer_states"][0]["param_groups"][0]
+        alone_group = alone["optimizer_states"][0]["param_groups"][0]
+        assert packed_group["lr"] == pytest.approx(alone_group["lr"])
+        assert packed_group["initial_lr"] == pytest.approx(rates[copy])
+        (packed_schedule,) = packed["lr_schedulers"]
+        (alone_schedule,) = alone["lr_schedulers"]
+        assert packed_schedule.keys() == alone_schedule.keys()
+        for key, value in alone_schedule.items():
+            assert packed_schedule[key] == pytest.approx(value), key
+        lr_rows = {  # the learning-rate curve each job logs
+            kind: [row for row in curve_rows(tmp_path / kind / folder) if row[1].startswith("lr-")]
+            for kind in ("packed", "alone")
+        }
+        assert lr_rows["packed"] and lr_rows["packed"] == lr_rows["alone"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_packed_jobs_end_with_the_weights_they_reach_alone(tmp_path):
     data = write_tiny_mnist(tmp_path / "data")
@@ -117,10 +161,14 @@ def test_packed_checkpoints_hold_what_a_single_runs_checkpoints_hold(packed_and_
         )
 
 
+def curve_rows(folder: Path) -> list[list[str]]:
+    """The (step, tag, value) rows of a run's curves.csv."""
+    return [line.split(",") for line in (folder / "curves.csv").read_text().splitlines()[1:]]
+
+
 def curve_points(folder: Path) -> set[tuple[str, ...]]:
     """The (step, tag) pairs of a run's curves.csv."""
-    lines = (folder / "curves.csv").read_text().splitlines()[1:]
-    return {tuple(line.split(",")[:2]) for line in lines}
+    return {tuple(row[:2]) for row in curve_rows(folder)}
 
 
 def test_packed_job_writes_the_metrics_and_curves_of_a_single_run(packed_and_alone):

@@ -29,12 +29,33 @@ def test_jobs_differing_in_seed_init_activation_and_dropout_pack_into_one_group(
 
 def test_jobs_differing_in_a_shared_setting_form_separate_groups_in_sweep_order(config):
     configs = [
-        config("seed=1", "optimizer.lr=0.01"),
-        config("seed=1", "optimizer.lr=0.001"),
-        config("seed=2", "optimizer.lr=0.01"),
-        config("seed=2", "data.batch_size=50", "optimizer.lr=0.001"),
+        config("seed=1", "optimizer.betas=[0.9,0.999]"),
+        config("seed=1", "optimizer.betas=[0.5,0.999]"),
+        config("seed=2", "optimizer.betas=[0.9,0.999]"),
+        config("seed=2", "data.batch_size=50", "optimizer.betas=[0.5,0.999]"),
     ]
     assert packing_groups(configs) == [([0, 2], None), ([1], None), ([3], None)]
+
+
+@pytest.mark.parametrize(
+    ("shared", "packed"),
+    [
+        (["optimizer=sgd", "optimizer.momentum=0.9", "scheduler=step"], True),
+        (["optimizer=adam", "scheduler=cosine"], True),
+        (["optimizer=rmsprop"], True),
+        (["optimizer=rprop"], False),  # the rate is Rprop's first step size, not a scale
+        (["optimizer=asgd"], False),  # its averaging depends on the rate
+        (["scheduler=cosine", "+scheduler.eta_min=0.0001"], False),  # not a scale of the rate
+    ],
+)
+def test_jobs_differing_in_learning_rate_pack_where_their_steps_scale_with_it(
+    config, shared, packed
+):
+    configs = [
+        config("seed=1", "optimizer.lr=0.01", *shared),
+        config("seed=2", "optimizer.lr=0.003", *shared),
+    ]
+    assert packing_groups(configs) == ([([0, 1], None)] if packed else [([0], None), ([1], None)])
 
 
 @pytest.mark.parametrize(

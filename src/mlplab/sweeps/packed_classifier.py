@@ -67,10 +67,13 @@ class PackedClassifier(L.LightningModule):
         network: PackedNetworks,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
+        lr_scales: list[float] | None = None,
     ) -> None:
+        """`lr_scales`: each copy's learning rate over the optimiser's (None: all the same)."""
         super().__init__()
         self.automatic_optimization = False
         self.network = network
+        self.lr_scales = lr_scales if lr_scales and set(lr_scales) != {1.0} else None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         copies = network.copies
@@ -99,12 +102,30 @@ class PackedClassifier(L.LightningModule):
         copy_losses = losses.mean(dim=1)
         trained = copy_losses[self.active()] if self.diverged else copy_losses
         self.manual_backward(trained.sum())
-        optimizer.step()
+        if self.lr_scales:
+            before = [parameter.detach().clone() for parameter in self.network.stacked]
+            optimizer.step()
+            self._scale_steps(before)
+        else:
+            optimizer.step()
         for copy, weights in self.frozen.items():
             self.network.set_copy(copy, weights)
         self.step_losses = copy_losses.detach()
         self._stop_diverged_copies(step)
         self.training_sums.update(logits.detach(), labels, losses.detach())
+
+    @torch.no_grad()
+    def _scale_steps(self, before: list[torch.Tensor]) -> None:
+        """Each copy's step times its learning rate's scale: the step its own rate takes."""
+        scales = torch.tensor(self.lr_scales, device=self.device)
+        for parameter, start in zip(self.network.stacked, before):
+            shape = (-1,) + (1,) * (parameter.dim() - 1)
+            parameter.copy_(torch.lerp(start, parameter, scales.view(shape)))
+
+    def copy_lr(self, copy: int) -> float:
+        """Copy `copy`'s learning rate now."""
+        lr = self.optimizers().param_groups[0]["lr"]
+        return lr * self.lr_scales[copy] if self.lr_scales else lr
 
     def _stop_diverged_copies(self, step: int) -> None:
         """Freeze each copy whose loss became NaN or infinite at `step`, as a single run stops.
@@ -114,7 +135,6 @@ class PackedClassifier(L.LightningModule):
         """
         if self.step_losses.device.type != "cpu" and step % self.trainer.log_every_n_steps != 0:
             return
-        lr = self.optimizers().param_groups[0]["lr"]
         for copy, value in enumerate(self.step_losses.tolist()):
             if copy in self.diverged:
                 continue
@@ -122,6 +142,7 @@ class PackedClassifier(L.LightningModule):
                 self.last_finite_losses[copy] = (step, value)
                 continue
             last = self.last_finite_losses[copy]
+            lr = self.copy_lr(copy)
             self.diverged[copy] = divergence(self.current_epoch, step, value, last, lr)
             self.frozen[copy] = [p.detach().clone() for p in self.network.copy_parameters(copy)]
         if not self.active():

@@ -95,9 +95,8 @@ class PackedCurves(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
         if self.lr_tag is None:
             return
-        lr = trainer.optimizers[0].param_groups[0]["lr"]
         for copy in pl_module.active():
-            write(self.jobs[copy], {self.lr_tag: lr}, trainer.global_step)
+            write(self.jobs[copy], {self.lr_tag: pl_module.copy_lr(copy)}, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module: PackedClassifier, outputs, batch, batch_idx):
         # Gradients are cleared before validation: the epoch's last batch is when to draw them.

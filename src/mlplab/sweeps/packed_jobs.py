@@ -44,11 +44,11 @@ class PackedJob:
 
 
 def copy_of_optimizer_state(
-    state: dict[str, Any], copy: int, network: PackedNetworks
+    state: dict[str, Any], copy: int, network: PackedNetworks, lr_scale: float
 ) -> dict[str, Any]:
     """Slice `copy` of each per-element tensor of the optimiser's state (Adam's moments,
-    SGD's momentum) in a single network's layout; shared values such as Adam's step count
-    stay as they are."""
+    SGD's momentum) in a single network's layout, at the copy's own learning rate; shared
+    values such as Adam's step count stay as they are."""
     stacked = list(network.stacked)
 
     def sliced(value: Any, index: int) -> Any:
@@ -62,7 +62,20 @@ def copy_of_optimizer_state(
         index: {name: sliced(value, index) for name, value in values.items()}
         for index, values in state["state"].items()
     }
-    return {"state": per_parameter, "param_groups": state["param_groups"]}
+    groups = [scaled(group, lr_scale, ("lr", "initial_lr")) for group in state["param_groups"]]
+    return {"state": per_parameter, "param_groups": groups}
+
+
+def scaled(state: dict[str, Any], factor: float, keys: tuple[str, ...]) -> dict[str, Any]:
+    """`state` with the learning rates under `keys` (numbers or lists) times `factor`."""
+    times = {
+        key: [value * factor for value in state[key]]
+        if isinstance(state[key], list)
+        else state[key] * factor
+        for key in keys
+        if key in state
+    }
+    return {**state, **times}
 
 
 def with_loader_state(loops: dict[str, Any], loader_state: dict[str, Any]) -> dict[str, Any]:
@@ -79,9 +92,14 @@ def single_checkpoint(
     network = module.network
     loader_state = packed["loops"]["fit_loop"]["state_dict"]["combined_loader"][0][copy]
     generator = network.dropout_generators[copy]
-    shared = ("epoch", "global_step", "pytorch-lightning_version", "lr_schedulers")
+    shared = ("epoch", "global_step", "pytorch-lightning_version")
+    lr_scale = module.lr_scales[copy] if module.lr_scales else 1.0
+    schedulers = [
+        scaled(state, lr_scale, ("base_lrs", "_last_lr")) for state in packed["lr_schedulers"]
+    ]
     return {
         **{key: packed[key] for key in shared if key in packed},
+        **({"lr_schedulers": schedulers} if "lr_schedulers" in packed else {}),
         "state_dict": {
             name: parameter.detach().clone(memory_format=torch.contiguous_format)
             for name, parameter in zip(job.parameter_names, network.copy_parameters(copy))
@@ -89,7 +107,8 @@ def single_checkpoint(
         "loops": with_loader_state(packed["loops"], loader_state),
         "callbacks": {job.best.state_key: job.best.state_dict()} if job.best else {},
         "optimizer_states": [
-            copy_of_optimizer_state(state, copy, network) for state in packed["optimizer_states"]
+            copy_of_optimizer_state(state, copy, network, lr_scale)
+            for state in packed["optimizer_states"]
         ],
         "hparams_name": "hparams",
         "hyper_parameters": OmegaConf.to_container(job.cfg, resolve=True),

@@ -122,8 +122,9 @@ def train_group(
     datamodule.setup("fit")  # missing or corrupt data fails here, before any training
     module = PackedClassifier(
         network,
-        optimizer=instantiate(first.optimizer),
+        optimizer=instantiate(first.optimizer),  # at the first job's rate: the others' scale 1
         scheduler=instantiate(first.scheduler) if first.scheduler else None,
+        lr_scales=[cfg.optimizer.lr / first.optimizer.lr for cfg in cfgs],
     )
     hparams = [compared_hparams(cfg, job.choices) for cfg, job in zip(cfgs, facts)]
     singles = jobs_last_checkpoints(jobs, facts)

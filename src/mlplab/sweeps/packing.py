@@ -2,8 +2,10 @@
 
 Jobs pack together when their configs are equal once the settings each copy keeps apart are
 left out: the seed (initial weights, split and batch order), the init, the activation (applied
-per slice) and the dropout rate. Everything else is shared: the architecture, the optimiser
-and its settings, the data, batch size, epochs and schedule.
+per slice), the dropout rate, and the learning rate where each copy's update can be scaled to
+its own exactly (LR_SCALABLE_OPTIMIZERS, with a schedule that multiplies every copy's rate
+alike). Everything else is shared: the architecture, the optimiser's other settings, the
+data, batch size, epochs and schedule.
 """
 
 from __future__ import annotations
@@ -35,6 +37,29 @@ ELEMENT_WISE_OPTIMIZERS = tuple(
         "Rprop",
         "ASGD",
     )
+)
+# Optimisers whose step moves each weight by the learning rate times an amount that does not
+# depend on the learning rate (their state - momentum, moments - never holds it): a copy's
+# own rate is then the group's step scaled, for SGD and Adam alike. Rprop (the rate is its
+# first step size) and ASGD (its averaging depends on the rate) are not among them.
+LR_SCALABLE_OPTIMIZERS = tuple(
+    f"torch.optim.{name}"
+    for name in (
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "NAdam",
+        "RAdam",
+        "RMSprop",
+        "Adagrad",
+        "Adadelta",
+    )
+)
+# Schedules that multiply the learning rate by a factor of the epoch alone (cosine: down to 0).
+LR_SCALING_SCHEDULERS = (
+    "torch.optim.lr_scheduler.StepLR",
+    "torch.optim.lr_scheduler.CosineAnnealingLR",
 )
 # The callbacks a packed group does per job itself (mlplab/sweeps/packed_*.py).
 PACKED_CALLBACKS = (
@@ -76,6 +101,20 @@ def is_plain_function(activation: DictConfig) -> bool:
     return not isinstance(unit, Maxout) and not any(True for _ in unit.parameters())
 
 
+def lr_per_copy(cfg: DictConfig) -> bool:
+    """Whether the job's learning rate can differ from the others' of its packed group."""
+    scheduler = cfg.get("scheduler")
+    return (
+        cfg.optimizer._target_ in LR_SCALABLE_OPTIMIZERS
+        and cfg.optimizer.get("lr", 0) > 0
+        and (
+            not scheduler
+            or scheduler._target_ in LR_SCALING_SCHEDULERS
+            and not scheduler.get("eta_min")
+        )
+    )
+
+
 def shared_settings(cfg: DictConfig) -> str:
     """The job's config without Hydra's node and the per-copy keys, as text to compare.
 
@@ -83,7 +122,7 @@ def shared_settings(cfg: DictConfig) -> str:
     """
     settings = OmegaConf.to_container(cfg, resolve=False)
     settings.pop("hydra", None)
-    for key in PER_COPY_KEYS:
+    for key in (*PER_COPY_KEYS, "optimizer.lr") if lr_per_copy(cfg) else PER_COPY_KEYS:
         parent, _, name = key.rpartition(".")
         node = settings.get(parent, {}) if parent else settings
         node.pop(name, None)
