@@ -19,43 +19,19 @@ from omegaconf import DictConfig, OmegaConf
 PER_COPY_KEYS = ("seed", "init", "activation", "model.dropout")
 PACKED_MODELS = ("mlplab.nets.MLP", "mlplab.nets.SoftmaxRegression")
 PACKED_DATA = "mlplab.data.MNISTDataModule"
-# Optimisers whose update of each weight depends only on that weight's own gradient and state,
-# so one optimiser over the stacked weights gives each slice its solo update. L-BFGS (a line
-# search over all weights together) is not among them.
-ELEMENT_WISE_OPTIMIZERS = tuple(
-    f"torch.optim.{name}"
-    for name in (
-        "SGD",
-        "Adam",
-        "AdamW",
-        "Adamax",
-        "NAdam",
-        "RAdam",
-        "RMSprop",
-        "Adagrad",
-        "Adadelta",
-        "Rprop",
-        "ASGD",
-    )
-)
 # Optimisers whose step moves each weight by the learning rate times an amount that does not
 # depend on the learning rate (their state - momentum, moments - never holds it): a copy's
-# own rate is then the group's step scaled, for SGD and Adam alike. Rprop (the rate is its
-# first step size) and ASGD (its averaging depends on the rate) are not among them.
+# own rate is then the group's step scaled, for SGD and Adam alike.
 LR_SCALABLE_OPTIMIZERS = tuple(
     f"torch.optim.{name}"
-    for name in (
-        "SGD",
-        "Adam",
-        "AdamW",
-        "Adamax",
-        "NAdam",
-        "RAdam",
-        "RMSprop",
-        "Adagrad",
-        "Adadelta",
-    )
+    for name in "SGD Adam AdamW Adamax NAdam RAdam RMSprop Adagrad Adadelta".split()
 )
+# Optimisers whose update of each weight depends only on that weight's own gradient and state,
+# so one optimiser over the stacked weights gives each slice its solo update: those above,
+# and Rprop (the rate is its first step size) and ASGD (its averaging depends on the rate),
+# which pack with jobs of their own rate. L-BFGS (a line search over all weights together)
+# is not among them.
+ELEMENT_WISE_OPTIMIZERS = (*LR_SCALABLE_OPTIMIZERS, "torch.optim.Rprop", "torch.optim.ASGD")
 # Schedules that multiply the learning rate by a factor of the epoch alone (cosine: down to 0).
 LR_SCALING_SCHEDULERS = (
     "torch.optim.lr_scheduler.StepLR",
