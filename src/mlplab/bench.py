@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mlplab.build import build_classifier, build_trainer
+from mlplab.compute import training_flops
 from mlplab.config_compose import compose_train_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.data import MNISTDataModule, TensorBatches
@@ -247,6 +248,33 @@ def import_seconds(module: str) -> float:
     return time.perf_counter() - started
 
 
+MATMUL_SIZE = 2048
+
+
+def matmul_seconds(repetitions: int = 10) -> float:
+    """Seconds of one MATMUL_SIZE-square float32 matrix product: the machine's arithmetic."""
+    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repetitions):
+        a @ b
+    return (time.perf_counter() - started) / repetitions
+
+
+def arithmetic_rates(seconds: dict[str, list[float]], examples: int) -> dict[str, dict]:
+    """GFLOP/s of the epochs' matrix products (mlplab.compute's count), each repetition's
+    share of that repetition's matrix-product rate: how close an epoch is to the arithmetic."""
+    epoch_flops = training_flops(course_network(), examples)
+    peak = [2 * MATMUL_SIZE**3 / matmul for matmul in seconds["matmul"]]
+    rates = {"matmul": summary([rate / 1e9 for rate in peak])}
+    for name in ("plain_loop", "mlplab", PACKED):
+        rates[name] = summary([epoch_flops / epoch / 1e9 for epoch in seconds[name]])
+        rates[f"{name} / matmul"] = summary(
+            [epoch_flops / epoch / rate for epoch, rate in zip(seconds[name], peak)]
+        )
+    return rates
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -294,12 +322,14 @@ def paired_ratios(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]
 
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
+    matmuls = []
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
     with tempfile.TemporaryDirectory() as folder:
         default = compose_train_config(Path(folder) / "data", [f"data.root={data_root}"])
         datamodule = datamodule_of(default)
         features, labels = datamodule.splits["train"]
         for repetition in range(repetitions):
+            matmuls.append(matmul_seconds())
             epochs["course_loop"].append(course_loop_epoch(data_root, 100))
             for name, (fused, batch_size) in PLAIN_LOOPS.items():
                 batches = TensorBatches(features, labels, batch_size, shuffle=True, seed=repetition)
@@ -321,6 +351,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
         "repetitions": repetitions,
         "epoch_seconds": {name: summary(values) for name, values in epochs.items()},
         "ratios": paired_ratios(epochs),
+        "gflop_per_second": arithmetic_rates({**epochs, "matmul": matmuls}, len(labels)),
         "test_pass_seconds": summary(timers["mlplab"].seconds["test"]),
         "launch_to_first_step_seconds": first_step_seconds,
         "import_lightning_seconds": import_seconds("lightning"),
@@ -378,6 +409,10 @@ def print_table(results: dict) -> None:
     print("ratios within each repetition")
     for name, ratio in results["ratios"].items():
         print(f"{name:<44} {ratio['median']:6.2f}x  {ratio['min']:5.2f}x-{ratio['max']:.2f}x")
+    print(f"arithmetic: GFLOP/s of the matrix products, share of a {MATMUL_SIZE}^2 product's")
+    for name, rate in results["gflop_per_second"].items():
+        form = ".2f" if "/" in name else ".0f"
+        print(f"{name:<44} {rate['median']:7{form}}  {rate['min']:6{form}}-{rate['max']:{form}}")
     rows = (
         ("test pass, 10,000 images (s)", results["test_pass_seconds"]["median"], ".3f"),
         ("launch to first training step (s)", results["launch_to_first_step_seconds"], ".2f"),

@@ -24,7 +24,17 @@ PACKED_DATA = "mlplab.data.MNISTDataModule"
 # own rate is then the group's step scaled, for SGD and Adam alike.
 LR_SCALABLE_OPTIMIZERS = tuple(
     f"torch.optim.{name}"
-    for name in "SGD Adam AdamW Adamax NAdam RAdam RMSprop Adagrad Adadelta".split()
+    for name in (
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "NAdam",
+        "RAdam",
+        "RMSprop",
+        "Adagrad",
+        "Adadelta",
+    )
 )
 # Optimisers whose update of each weight depends only on that weight's own gradient and state,
 # so one optimiser over the stacked weights gives each slice its solo update: those above,
