@@ -1,8 +1,11 @@
 import statistics
+import warnings
 
 import matplotlib.pyplot as plt
 import pytest
+from PIL import Image
 
+import mlplab.sweeps.plots as plots
 from mlplab.sweeps.jobs import Job
 from mlplab.sweeps.plots import draw_band, median_norm_per_layer, scalar_curves, seed_band
 
@@ -52,3 +55,31 @@ def test_gradient_norm_band_is_over_each_seeds_median_per_layer():
         {1: 2.0, 2: 4.0},
         {1: 6.0, 2: 5.0},
     ]
+
+
+def test_a_sweep_that_logged_some_curves_only_draws_no_empty_legend_and_warns_nothing(
+    tmp_path, monkeypatch
+):
+    # Packed jobs of a short run: seconds but no FLOPs, no training-loss steps, no gradient norms.
+    jobs = [
+        Job(None, {}, {"status": "completed", "test/acc": acc, "train_seconds": 2.0}, scalars)
+        for acc, scalars in ((0.8, {"val/acc": [(9, 0.7)]}), (0.9, {"val/acc": [(9, 0.8)]}))
+    ]
+    figures = []
+    save = plots.save
+    monkeypatch.setattr(
+        plots, "save", lambda figure, path: figures.append(figure) or save(figure, path)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of a legend without entries
+        plots.plot_sweep({"all runs": jobs}, tmp_path)
+
+    val_acc, train_loss, grad_norms, compute = figures
+    assert val_acc.axes[0].get_legend() is not None
+    assert train_loss.axes[0].get_legend() is None and grad_norms.axes[0].get_legend() is None
+    by_flops, by_seconds = compute.axes
+    assert by_flops.get_legend() is None
+    legend = [text.get_text() for text in by_seconds.get_legend().get_texts()]
+    assert legend == ["all runs (mean ± 1 std, 2 seeds)"]
+    with Image.open(tmp_path / "val_acc.png") as image:
+        assert image.size == (770, 495)  # 7 x 4.5 inches at 110 dpi

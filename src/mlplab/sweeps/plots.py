@@ -20,6 +20,7 @@ import mlplab.results as results  # noqa: E402
 from mlplab.sweeps.jobs import Job  # noqa: E402
 
 BAND_OPACITY = 0.2
+DPI = 110
 
 
 def seed_label(label: str, seeds: int) -> str:
@@ -74,9 +75,17 @@ def median_norm_per_layer(jobs: list[Job]) -> list[dict[int, float]]:
     ]
 
 
+def legend(axes) -> None:
+    """The legend of the configurations drawn on `axes`; none where none is (no job logged it)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+
+
 def save(figure, path: Path) -> None:
+    # Laid out at the resolution it is saved at, so saving reuses the text measured for layout.
+    figure.set_dpi(DPI)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
 
 
@@ -86,7 +95,7 @@ def plot_val_acc(groups: dict[str, list[Job]], path: Path) -> None:
         draw_band(axes, scalar_curves(jobs, results.VAL_ACC), label, numbered=True, marker="o")
     axes.set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="val/acc")
     axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.legend(fontsize=8)
+    legend(axes)
     axes.grid(alpha=0.3)
     save(figure, path)
 
@@ -96,7 +105,7 @@ def plot_train_loss(groups: dict[str, list[Job]], path: Path) -> None:
     for label, jobs in groups.items():
         draw_band(axes, scalar_curves(jobs, results.TRAIN_LOSS_STEP), label)
     axes.set(title="Training loss", xlabel="step", ylabel="cross-entropy (log scale)", yscale="log")
-    axes.legend(fontsize=8)
+    legend(axes)
     axes.grid(alpha=0.3)
     save(figure, path)
 
@@ -113,7 +122,7 @@ def plot_grad_norms(groups: dict[str, list[Job]], path: Path) -> None:
     )
     axes.title.set_fontsize(10)
     axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.legend(fontsize=8)
+    legend(axes)
     axes.grid(alpha=0.3, which="both")
     save(figure, path)
 
@@ -157,8 +166,8 @@ def plot_compute(groups: dict[str, list[Job]], path: Path) -> None:
         xlabel="seconds, pre-training included (log scale)",
         xscale="log",
     )
-    by_flops.legend(fontsize=8)
-    for axes in (by_flops, by_seconds):
+    for axes in (by_flops, by_seconds):  # a legend each: a packed job has seconds, no FLOPs
+        legend(axes)
         axes.grid(alpha=0.3, which="both")
     save(figure, path)
 
