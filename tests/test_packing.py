@@ -67,6 +67,7 @@ def test_jobs_differing_in_learning_rate_pack_where_their_steps_scale_with_it(
         (["activation=prelu"], "activation torch.nn.PReLU has weights"),
         (["trainer=ddp_cpu"], "it trains on several devices"),
         (["compile=true"], "compile=true"),
+        (["init=rbm", "activation=sigmoid"], "pre-trains each network on its own"),
     ],
 )
 def test_jobs_that_cannot_share_a_stacked_network_train_alone_with_a_reason(

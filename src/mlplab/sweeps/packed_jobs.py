@@ -30,6 +30,7 @@ class PackedJob:
 
     cfg: DictConfig
     parameter_names: list[str]  # a single Classifier's state_dict keys, in parameter order
+    flops_per_example: int  # of one training example through its network (mlplab.compute)
     loggers: list[Logger] = field(default_factory=list)
     best: ModelCheckpoint | None = None  # the job's own callback: its file names and state
     best_weights: list[torch.Tensor] | None = None

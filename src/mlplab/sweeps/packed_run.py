@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 import mlplab.results as results
 from mlplab.build import build_network
+from mlplab.compute import training_flops
 from mlplab.config_checks import check_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.errors import KnownError
@@ -67,7 +68,7 @@ def packed_jobs(cfgs: list[DictConfig]) -> tuple[PackedNetworks, list[PackedJob]
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
         names = [f"network.{name}" for name, _ in network.named_parameters()]
         networks.append(network)
-        jobs.append(PackedJob(cfg, names))
+        jobs.append(PackedJob(cfg, names, training_flops(network, examples=1)))
     return PackedNetworks(networks, generators), jobs
 
 
@@ -160,7 +161,10 @@ def train_group(
     trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - started
 
-    seconds = {"train_seconds": round(train_seconds, 3), "test_seconds": round(test_seconds, 3)}
+    seconds = {
+        results.TRAIN_SECONDS: round(train_seconds, 3),
+        "test_seconds": round(test_seconds, 3),
+    }
     return [
         job_outcome(trainer, module, copy, job, hparams[copy], seconds)
         for copy, job in enumerate(jobs)
@@ -189,7 +193,10 @@ def job_outcome(
         results.TRAIN_ACC: value_of(fit_results, "train", "acc", copy),
         results.TRAIN_LOSS: value_of(fit_results, "train", "loss", copy),
         "epochs": trainer.current_epoch,
+        results.PRETRAIN_SECONDS: 0.0,
         **seconds,  # the whole group's
+        results.TRAIN_FLOPS: job.flops_per_example * trainer.global_step * job.cfg.data.batch_size,
+        results.PRETRAIN_FLOPS: 0,
         "best_checkpoint": run_relative(Path(job.best.best_model_path), job.folder)
         if job.best and job.best.best_model_path
         else None,

@@ -61,6 +61,8 @@ def why_not_packed(cfg: DictConfig) -> str | None:
     """Why the job of `cfg` must train alone; None when it can share a packed network."""
     if cfg.model._target_ not in PACKED_MODELS:
         return f"model {cfg.model._target_} is not an MLP"
+    if cfg.init.get("pretraining"):
+        return f"init {cfg.init.pretraining._target_} pre-trains each network on its own"
     if cfg.model.get("batchnorm"):
         return "batch norm (model.batchnorm=true) is not packed"
     if "activation" in cfg.model and not is_plain_function(cfg.activation):
