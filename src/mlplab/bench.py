@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -320,6 +322,11 @@ def paired_ratios(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]
     }
 
 
+def appending(values: list[float], measure: Callable[..., float], *args) -> Callable[[], None]:
+    """A call of `measure(*args)` that appends what it returns to `values`."""
+    return lambda: values.append(measure(*args))
+
+
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
     matmuls = []
@@ -329,18 +336,25 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
         datamodule = datamodule_of(default)
         features, labels = datamodule.splits["train"]
         for repetition in range(repetitions):
-            matmuls.append(matmul_seconds())
-            epochs["course_loop"].append(course_loop_epoch(data_root, 100))
-            for name, (fused, batch_size) in PLAIN_LOOPS.items():
-                batches = TensorBatches(features, labels, batch_size, shuffle=True, seed=repetition)
-                epochs[name].append(timed_epoch(batches, fused))
-            batches = TensorBatches(features, labels, 100, shuffle=True, seed=repetition)
-            bare_lightning_epoch(batches, timers["bare_lightning_fused"])
-            for name, overrides in MLPLAB_RUNS.items():
-                output_dir = Path(folder) / f"{name}_{repetition}"
-                mlplab_epoch(data_root, overrides, output_dir, timers[name])
-            output_dir = Path(folder) / f"{PACKED}_{repetition}"
-            packed_epoch(data_root, PACKED_COPIES, output_dir, timers[PACKED])
+            shuffled = partial(TensorBatches, features, labels, shuffle=True, seed=repetition)
+            runs = Path(folder) / str(repetition)
+            contenders = [
+                appending(matmuls, matmul_seconds),
+                appending(epochs["course_loop"], course_loop_epoch, data_root, 100),
+                *(
+                    appending(epochs[name], timed_epoch, shuffled(size), fused)
+                    for name, (fused, size) in PLAIN_LOOPS.items()
+                ),
+                partial(bare_lightning_epoch, shuffled(100), timers["bare_lightning_fused"]),
+                *(
+                    partial(mlplab_epoch, data_root, overrides, runs / name, timers[name])
+                    for name, overrides in MLPLAB_RUNS.items()
+                ),
+                partial(packed_epoch, data_root, PACKED_COPIES, runs / PACKED, timers[PACKED]),
+            ]
+            # Every other repetition runs them in reverse, so no contender always goes first.
+            for contender in contenders if repetition % 2 == 0 else reversed(contenders):
+                contender()
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
     epochs[PACKED] = [seconds / PACKED_COPIES for seconds in epochs[PACKED]]
