@@ -24,6 +24,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
@@ -143,7 +144,7 @@ class FirstStepMarker(L.Callback):
 
 def datamodule_of(cfg: DictConfig) -> MNISTDataModule:
     """The run's data, loaded: the splits as `python -m train` trains on them."""
-    datamodule = MNISTDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     return datamodule
 
@@ -396,9 +397,9 @@ def run_gpu_packing(data_root: str, jobs: int, epochs: int, repetitions: int) ->
     """On the GPU: one job against `jobs` seeds packed, each launch to report, alternating;
     and each one's training time (the packed group's for all its jobs)."""
     runs: dict[str, list[tuple[float, dict]]] = {"one_job": [], "packed": []}
+    packed = SWEEP_LAUNCHERS["packed"]
     for _ in range(repetitions):
         runs["one_job"].append(timed_sweep(data_root, [], 1, epochs, "gpu"))
-        packed = SWEEP_LAUNCHERS["packed"]
         runs["packed"].append(timed_sweep(data_root, packed, jobs, epochs, "gpu"))
     walls = {name: [wall for wall, _ in values] for name, values in runs.items()}
     return {

@@ -66,8 +66,9 @@ class JobConfigs:
 
     def config(self, overrides: list[str]) -> DictConfig:
         values = [o for o in parse(self.parser, overrides) if self.is_plain_value(o)]
+        value_lines = {value.input_line for value in values}
         shape = (
-            tuple(o for o in overrides if o not in {v.input_line for v in values}),
+            tuple(o for o in overrides if o not in value_lines),
             tuple(value.key_or_group for value in values),
         )
         if shape not in self.composed:

@@ -74,6 +74,7 @@ class PackedClassifier(L.LightningModule):
         self.automatic_optimization = False
         self.network = network
         self.lr_scales = lr_scales if lr_scales and set(lr_scales) != {1.0} else None
+        self.lr_scale_weights: torch.Tensor | None = None  # lr_scales on the device
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         copies = network.copies
@@ -117,7 +118,7 @@ class PackedClassifier(L.LightningModule):
     @torch.no_grad()
     def _scale_steps(self, before: list[torch.Tensor]) -> None:
         """Each copy's step times its learning rate's scale: the step its own rate takes."""
-        scales = torch.tensor(self.lr_scales, device=self.device)
+        scales = self.lr_scale_weights
         for parameter, start in zip(self.network.stacked, before):
             shape = (-1,) + (1,) * (parameter.dim() - 1)
             parameter.copy_(torch.lerp(start, parameter, scales.view(shape)))
@@ -154,6 +155,8 @@ class PackedClassifier(L.LightningModule):
         sums.loss_sum, sums.correct, sums.count = (
             total.to(self.device) for total in (sums.loss_sum, sums.correct, sums.count)
         )
+        if self.lr_scales:  # on the device once, for every step's scaling
+            self.lr_scale_weights = torch.tensor(self.lr_scales, device=self.device)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_results = {}  # an epoch without validation has no val results

@@ -77,9 +77,9 @@ class PackedNetworks(nn.Module):
         raise AssertionError("unreachable: the last layer returns")
 
     def activate(self, depth: int, x: torch.Tensor) -> torch.Tensor:
-        units = [copy[depth] for copy in self.activations]
         if self.same_activation[depth]:
-            return units[0](x)  # one call for every slice: the usual sweep over seeds
+            return self.activations[0][depth](x)  # one call for every slice: a seed sweep
+        units = [copy[depth] for copy in self.activations]
         return torch.stack([unit(slice_) for unit, slice_ in zip(units, x)])
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
