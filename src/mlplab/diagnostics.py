@@ -62,7 +62,8 @@ class TrainingDiagnostics(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         network = pl_module.network
         features, _ = next(iter(trainer.datamodule.val_dataloader()))
-        outputs = hidden_outputs(network, features)
+        # In the dtype the precision setting trains in (float64 with trainer.precision=64-true).
+        outputs = hidden_outputs(network, trainer.precision_plugin.convert_input(features))
         values = {}
         for index, (activation, output) in enumerate(outputs, start=1):
             values[layer_tag(ACTIVATION_MEAN, index)] = output.mean()

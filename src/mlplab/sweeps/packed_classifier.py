@@ -156,7 +156,8 @@ class PackedClassifier(L.LightningModule):
             total.to(self.device) for total in (sums.loss_sum, sums.correct, sums.count)
         )
         if self.lr_scales:  # on the device once, for every step's scaling
-            self.lr_scale_weights = torch.tensor(self.lr_scales, device=self.device)
+            dtype = self.network.stacked[0].dtype  # lerp takes the weights' own dtype
+            self.lr_scale_weights = torch.tensor(self.lr_scales, device=self.device, dtype=dtype)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_results = {}  # an epoch without validation has no val results

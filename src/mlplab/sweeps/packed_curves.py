@@ -126,6 +126,7 @@ class PackedCurves(L.Callback):
         outputs, statistics = [], None
         if self.diagnostics:
             features, _ = next(iter(trainer.datamodule.val_dataloader()))
+            features = trainer.precision_plugin.convert_input(features)
             outputs = hidden_outputs(pl_module.network, features)
             statistics = hidden_statistics(pl_module.network, outputs)
             outputs = [output.cpu() for output in outputs] if self.histograms else []
