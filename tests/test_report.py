@@ -198,8 +198,9 @@ def test_one_seed_has_no_spread_two_have_one_and_saturation_is_the_last_epochs_m
     sigmoid, relu, default = write_report(tmp_path)
 
     assert (sigmoid["configuration"], sigmoid["n"]) == ("activation=sigmoid", 1)
-    assert (sigmoid["test_acc"], sigmoid["test_acc_std"]) == (0.8, 0.0)
-    assert (sigmoid["best_val_acc"], sigmoid["best_val_acc_std"]) == (0.7, 0.0)
+    # One run measures no spread: none is shown, rather than a spread of zero.
+    assert (sigmoid["test_acc"], sigmoid["test_acc_std"]) == (0.8, None)
+    assert (sigmoid["best_val_acc"], sigmoid["best_val_acc_std"]) == (0.7, None)
     assert sigmoid["saturated_fraction"] == pytest.approx((0.6 + 0.2) / 2)
     assert sigmoid["dead_fraction"] is None
     # A metrics.json without a status (written by hand, or by another tool) is not hidden.
@@ -217,7 +218,7 @@ def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_i
         "test_acc": 0.97514,
         "test_acc_std": 0.00123,
         "best_val_acc": 0.98,
-        "best_val_acc_std": 0.0,
+        "best_val_acc_std": 0.0,  # measured: equal over seeds
         "final_train_loss": 0.123456,
         "grad_norm_ratio": 0.000123,
         "dead_fraction": 0.125,
@@ -236,3 +237,5 @@ def test_markdown_table_shows_each_statistic_with_its_precision_and_std_beside_i
         "| activation=relu | 3 | 0.9751 ± 0.0012 | 0.9800 ± 0.0000 | 0.1235 | 1.23e-04 | "
         "12.5% | 50.0% | 15.0 | 4.1 | 20.0 | 1.23e+12 | 3 completed |\n"
     )
+    one_run = {**row, "n": 1, "test_acc_std": None, "best_val_acc_std": None}
+    assert "| activation=relu | 1 | 0.9751 | 0.9800 | 0.1235 |" in markdown_table([one_run])

@@ -44,9 +44,10 @@ def configuration_labels(jobs: list[Job]) -> list[str]:
 
 
 def mean_and_std(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and the sample standard deviation; None where it was not measured (one run)."""
     if not values:
         return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def last_epoch_mean_over_layers(job: Job, prefix: str) -> float | None:
@@ -107,7 +108,8 @@ def format_cell(row: dict[str, Any], column: str) -> str:
     if value is None:
         return "–"
     if column in ("test_acc", "best_val_acc"):
-        return f"{value:.4f} ± {row[f'{column}_std']:.4f}"
+        std = row[f"{column}_std"]
+        return f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
     if column == "grad_norm_ratio":
         return f"{value:.2e}"
     if column in ("dead_fraction", "saturated_fraction"):
