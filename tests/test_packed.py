@@ -198,6 +198,28 @@ def test_packed_job_writes_the_metrics_and_curves_of_a_single_run(packed_and_alo
         assert curve_points(root / "packed" / name) == curve_points(root / "alone" / name)
 
 
+def test_a_packed_job_reports_the_validation_of_the_epoch_it_tests(tiny_mnist, tmp_path):
+    # The learning rate jumps 1000-fold after the first epoch and wrecks what it learned.
+    wrecked = ["scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1000"]
+    cfgs = [
+        compose_train_config(
+            tmp_path / str(seed), tiny_mnist, [*TWO_EPOCHS, *wrecked, f"seed={seed}"]
+        )
+        for seed in (777, 778)
+    ]
+    for cfg, metrics in zip(cfgs, train_packed(cfgs)):
+        rows = curve_rows(Path(cfg.output_dir))
+        val = {
+            tag: [float(row[2]) for row in rows if row[1] == tag] for tag in ("val/acc", "val/loss")
+        }
+        # The setup works: the best epoch (the first to reach the highest val/acc) is the
+        # first, and the last epoch's val/loss differs from it.
+        assert metrics["best_checkpoint"].startswith("checkpoints/epoch00-")
+        assert val["val/loss"][0] != val["val/loss"][1]
+        assert metrics["val/acc"] == pytest.approx(val["val/acc"][0])
+        assert metrics["val/loss"] == pytest.approx(val["val/loss"][0])
+
+
 def test_packed_and_one_by_one_test_results_agree_within_their_seed_spread(packed_and_alone):
     _, packed, alone = packed_and_alone
     for key in ("test/acc", "test/loss"):

@@ -145,10 +145,12 @@ def test_best_epoch_is_the_one_tested_and_reported_when_a_later_epoch_is_worse(
     last = evaluate_checkpoint(last_checkpoint, None, "cpu")
     assert metrics["test/acc"] == best["test/acc"] != last["test/acc"]
     assert metrics["test/loss"] == pytest.approx(best["test/loss"], rel=1e-6)
-    # train/loss and train/acc are the last epoch's, like the curves' last points.
+    # val/loss is the tested epoch's, like val/acc; train/loss and train/acc the last epoch's.
+    val_loss = scalar_values(run_dir, "val/loss")
+    assert val_loss[0] != val_loss[1]
+    assert metrics["val/loss"] == pytest.approx(val_loss[0])
     assert metrics["train/loss"] == pytest.approx(scalar_values(run_dir, "train/loss")[-1])
     assert metrics["train/acc"] == pytest.approx(scalar_values(run_dir, "train/acc")[-1])
-    assert metrics["val/loss"] == pytest.approx(scalar_values(run_dir, "val/loss")[-1])
 
 
 def test_trainer_writes_checkpoints_through_the_atomic_writer(small_run_config):

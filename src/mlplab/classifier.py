@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mlplab.errors import TrainingDiverged
-from mlplab.results import TRAIN_LOSS_STEP, metric_key
+from mlplab.results import TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, VALIDATION, metric_key
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -208,6 +208,11 @@ class Classifier(L.LightningModule):
         # reports the same epoch numbers as one that was never stopped. (Every process
         # builds the checkpoint; only the first writes it.)
         checkpoint["training_sums"] = self.training_sums.totals(self._sum_over_processes)
+        # The best checkpoint's validation numbers are the ones metrics.json reports.
+        validated = self.trainer.callback_metrics
+        checkpoint[VALIDATION] = {
+            key: float(validated[key]) for key in (VAL_ACC, VAL_LOSS) if key in validated
+        }
         # Dropout draws from the global generator: a resumed run must draw the same masks.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
         if torch.cuda.is_available():

@@ -28,6 +28,8 @@ TRAIN_LOSS, TRAIN_ACC = metric_key("train", "loss"), metric_key("train", "acc")
 VAL_LOSS, VAL_ACC = metric_key("val", "loss"), metric_key("val", "acc")
 TEST_LOSS, TEST_ACC = metric_key("test", "loss"), metric_key("test", "acc")
 TRAIN_LOSS_STEP = metric_key("train", "loss_step")  # every log_every_n_steps steps
+# In every checkpoint: the val/acc and val/loss of the validation that preceded it.
+VALIDATION = "validation"
 # The cost of training, in metrics.json: seconds this process spent, and floating-point
 # operations counted from the network's shape and the run's steps. Pre-training is kept apart.
 TRAIN_SECONDS, PRETRAIN_SECONDS = "train_seconds", "pretrain_seconds"

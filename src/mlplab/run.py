@@ -77,6 +77,11 @@ def best_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
 
 
+def validation_of(checkpoint: str) -> dict[str, float]:
+    """The val/acc and val/loss of the epoch whose weights `checkpoint` holds."""
+    return read_checkpoint(Path(checkpoint)).get(results.VALIDATION, {})
+
+
 def layer_sizes(network: nn.Module) -> list[int]:
     """Input size, then each Linear layer's output size: [784, 256, 256, 10]."""
     layers = linear_layers(network)
@@ -169,15 +174,14 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
         )
         test_seconds = time.perf_counter() - started
 
-    best_val_acc = checkpoint.best_model_score if checkpoint else None
+    # The validation of the epoch tested: the best one, or the last without a best checkpoint.
+    tested = validation_of(best_checkpoint) if best_checkpoint else fit_results
     metrics = {
         "status": "completed",
         results.TEST_ACC: test_results[results.TEST_ACC],
         results.TEST_LOSS: test_results[results.TEST_LOSS],
-        results.VAL_ACC: float(best_val_acc)
-        if best_val_acc is not None
-        else fit_results.get(results.VAL_ACC),
-        results.VAL_LOSS: fit_results.get(results.VAL_LOSS),
+        results.VAL_ACC: tested.get(results.VAL_ACC),
+        results.VAL_LOSS: tested.get(results.VAL_LOSS),
         results.TRAIN_ACC: fit_results.get(results.TRAIN_ACC),
         results.TRAIN_LOSS: fit_results.get(results.TRAIN_LOSS),
         "epochs": trainer.current_epoch,

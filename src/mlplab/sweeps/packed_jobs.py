@@ -86,6 +86,12 @@ def with_loader_state(loops: dict[str, Any], loader_state: dict[str, Any]) -> di
     return {**loops, "fit_loop": {**fit_loop, "state_dict": state}}
 
 
+def validation(module: PackedClassifier, copy: int) -> dict[str, float]:
+    """Copy `copy`'s val/acc and val/loss of the epoch's validation, as a single run records."""
+    means = module.epoch_results.get("val", {})
+    return {results.metric_key("val", name): float(means[name][copy]) for name in means}
+
+
 def single_checkpoint(
     packed: dict[str, Any], module: PackedClassifier, copy: int, job: PackedJob
 ) -> dict[str, Any]:
@@ -115,6 +121,7 @@ def single_checkpoint(
         "hyper_parameters": OmegaConf.to_container(job.cfg, resolve=True),
         MNISTDataModule.__qualname__: loader_state,
         "training_sums": module.training_sums.copy_state(copy),
+        results.VALIDATION: validation(module, copy),
         # Dropout's masks: a resumed job draws from where its copy stopped (CPU generators).
         "torch_rng_state": generator.get_state()
         if generator.device.type == "cpu"

@@ -24,7 +24,7 @@ from mlplab.config_checks import check_config
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.errors import KnownError
 from mlplab.hparams import compared_hparams
-from mlplab.run import JobFacts, run_relative
+from mlplab.run import JobFacts, run_relative, validation_of
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.sweeps.packed_classifier import PackedClassifier
 from mlplab.sweeps.packed_curves import PackedCurves, write
@@ -184,12 +184,12 @@ def job_outcome(
         close_trackers(job.loggers)
         return failed(module.diverged[copy])
     fit_results = module.epoch_results  # the last epoch's
+    best = job.best.best_model_path if job.best else ""
     metrics = {
         "status": "completed",
         results.TEST_ACC: float(module.test_results["acc"][copy]),
         results.TEST_LOSS: float(module.test_results["loss"][copy]),
-        results.VAL_ACC: best_or_last(job, fit_results, copy),
-        results.VAL_LOSS: value_of(fit_results, "val", "loss", copy),
+        **tested_validation(best, fit_results, copy),
         results.TRAIN_ACC: value_of(fit_results, "train", "acc", copy),
         results.TRAIN_LOSS: value_of(fit_results, "train", "loss", copy),
         "epochs": trainer.current_epoch,
@@ -197,9 +197,7 @@ def job_outcome(
         **seconds,  # the whole group's
         results.TRAIN_FLOPS: job.flops_per_example * trainer.global_step * job.cfg.data.batch_size,
         results.PRETRAIN_FLOPS: 0,
-        "best_checkpoint": run_relative(Path(job.best.best_model_path), job.folder)
-        if job.best and job.best.best_model_path
-        else None,
+        "best_checkpoint": run_relative(Path(best), job.folder) if best else None,
         "seed": job.cfg.seed,
         "packed_jobs": module.network.copies,  # trained together, in train_seconds
     }
@@ -215,8 +213,11 @@ def value_of(fit_results: dict, stage: str, name: str, copy: int) -> float | Non
     return None if values is None else float(values[copy])
 
 
-def best_or_last(job: PackedJob, fit_results: dict, copy: int) -> float | None:
-    """The job's best val/acc as its checkpoint callback kept it, else the last epoch's."""
-    if job.best is not None and job.best.best_model_score is not None:
-        return float(job.best.best_model_score)
-    return value_of(fit_results, "val", "acc", copy)
+def tested_validation(best: str, fit_results: dict, copy: int) -> dict[str, float | None]:
+    """val/acc and val/loss of the epoch tested: the best checkpoint's, else the last epoch's."""
+    if best:
+        return {key: validation_of(best).get(key) for key in (results.VAL_ACC, results.VAL_LOSS)}
+    return {
+        results.metric_key("val", name): value_of(fit_results, "val", name, copy)
+        for name in ("acc", "loss")
+    }
