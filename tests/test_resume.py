@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlplab.errors import ConfigError
 from mlplab.safety.resume import resume_arguments
 from tests.test_cli import run_train
 
@@ -154,3 +155,58 @@ def test_resume_finds_the_checkpoints_where_the_runs_saved_config_put_them(tiny_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"continuing from {elsewhere / 'last.ckpt'}" in resumed.stdout + resumed.stderr
     assert results(run_dir)["epochs"] == 2
+
+
+def folder_state(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under `folder`: its modification time and contents."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def finished_run(small_run_config, tmp_path) -> Path:
+    """A completed one-epoch run, with the .hydra/config.yaml `python -m train` leaves."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import train
+
+    cfg = small_run_config()
+    train(cfg)
+    run = Path(cfg.output_dir)
+    (run / ".hydra").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    return run
+
+
+@pytest.mark.parametrize("epochs", [[], ["trainer.max_epochs=1"]])
+def test_resuming_a_finished_run_with_no_epochs_left_is_refused_and_changes_nothing(
+    finished_run, epochs
+):
+    before = folder_state(finished_run)
+    with pytest.raises(ConfigError) as error:
+        resume_arguments([f"resume={finished_run}", *epochs])
+    assert str(error.value) == (
+        f"{finished_run} has finished: it trained 1 epochs and trainer.max_epochs=1 asks for no "
+        "more, so it is left as it is; add trainer.max_epochs=<more than 1> to train it further"
+    )
+    assert folder_state(finished_run) == before
+    # Asked for more epochs, it goes on.
+    assert resume_arguments([f"resume={finished_run}", "trainer.max_epochs=2"])[-1] == (
+        "trainer.max_epochs=2"
+    )
+
+
+def test_a_finished_sweep_job_run_again_keeps_its_results(small_run_config, finished_run):
+    from mlplab.run import JobFacts, run_job
+    from mlplab.sweeps.packed_run import fit_and_test_packed
+
+    before = folder_state(finished_run)
+    recorded = json.loads((finished_run / "metrics.json").read_text())
+    cfg = small_run_config()
+    assert run_job(cfg, JobFacts(in_sweep=True)) == recorded
+    (outcome,) = fit_and_test_packed([cfg], [JobFacts(in_sweep=True)])
+    assert outcome() == recorded
+    assert folder_state(finished_run) == before

@@ -29,6 +29,7 @@ from mlplab.errors import KnownError, WriteFailed
 from mlplab.hparams import compared_hparams
 from mlplab.nets import linear_layers
 from mlplab.safety.checkpoints import read_checkpoint
+from mlplab.safety.resume import finished_metrics
 from mlplab.scale.distributed import process_group_per_job
 from mlplab.scale.job_resources import share_machine
 from mlplab.trackers import close_trackers, record_hyperparameters, record_results
@@ -200,8 +201,17 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
 
 
 def run_job(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
-    """Run one job and write its metrics.json; return its metrics."""
-    return record_outcome(Path(cfg.output_dir), lambda: fit_and_test(cfg, job))
+    """Run one job and write its metrics.json; return its metrics.
+
+    A job of a sweep that finds itself finished (a sweep run again in its folder, a job
+    requeued after it completed) keeps its results rather than training nothing over them.
+    """
+    output_dir = Path(cfg.output_dir)
+    finished = finished_metrics(output_dir, cfg.trainer.max_epochs) if job.in_sweep else None
+    if finished is not None:
+        log.info(f"{output_dir} has finished already: its results stay as they are")
+        return finished
+    return record_outcome(output_dir, lambda: fit_and_test(cfg, job))
 
 
 def record_outcome(output_dir: Path, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlplab.errors import ConfigError
+from mlplab.results import read_metrics
 
 # What a resumed run may change: how long it trains, where it runs and reads data, what it
 # prints. Anything else would make it a different run than the one its checkpoint belongs to.
@@ -34,6 +35,39 @@ def saved_config(run_dir: Path) -> Path:
     return config
 
 
+def finished_metrics(run_dir: Path, max_epochs: int | None) -> dict | None:
+    """The run's metrics when it completed `max_epochs` epochs or more already, else None."""
+    metrics = read_metrics(run_dir)
+    if not metrics or metrics.get("status") != "completed" or max_epochs is None:
+        return None
+    epochs = metrics.get("epochs")
+    return metrics if isinstance(epochs, int) and epochs >= max_epochs else None
+
+
+def requested_epochs(overrides: list[str], config: Path) -> int | None:
+    """trainer.max_epochs as a resumed run would get it: from the overrides, else its config."""
+    import yaml
+
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("trainer.max_epochs=")]
+    try:
+        value = given[-1] if given else yaml.safe_load(config.read_text())["trainer"]["max_epochs"]
+        return int(value)
+    except (TypeError, KeyError, ValueError, yaml.YAMLError):
+        return None  # the config checks name what is wrong with it
+
+
+def check_something_left_to_train(run_dir: Path, overrides: list[str], config: Path) -> None:
+    """Refuse to resume a finished run that would train no further: its results stay as they are."""
+    epochs = requested_epochs(overrides, config)
+    metrics = finished_metrics(run_dir, epochs)
+    if metrics is not None:
+        raise ConfigError(
+            f"{run_dir} has finished: it trained {metrics['epochs']} epochs and "
+            f"trainer.max_epochs={epochs} asks for no more, so it is left as it is; add "
+            f"trainer.max_epochs=<more than {metrics['epochs']}> to train it further"
+        )
+
+
 def resume_arguments(arguments: list[str]) -> list[str]:
     """Turn `resume=<folder> [safe overrides]` into Hydra arguments that reload that run's config.
 
@@ -54,6 +88,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
                 f"{override} cannot be used with resume: a resumed run keeps its saved config "
                 f"and may only change {', '.join(SAFE_OVERRIDES)}; start a new run to change more"
             )
+    check_something_left_to_train(run_dir, overrides, config)
     return [
         f"--config-path={config.parent}",
         "--config-name=config",

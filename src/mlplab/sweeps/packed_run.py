@@ -26,6 +26,7 @@ from mlplab.errors import KnownError
 from mlplab.hparams import compared_hparams
 from mlplab.run import JobFacts, run_relative, validation_of
 from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.safety.resume import finished_metrics
 from mlplab.sweeps.packed_classifier import PackedClassifier
 from mlplab.sweeps.packed_curves import PackedCurves, write
 from mlplab.sweeps.packed_data import PackedMNIST
@@ -92,10 +93,16 @@ def fit_and_test_packed(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[O
     """Train the jobs of `cfgs` as one packed network; each job's outcome, in order.
 
     A job whose config fails its checks fails alone; an error of the group fails each job.
+    A job of a sweep that finds itself finished keeps its results, as a single job does.
     """
     outcomes: list[Outcome | None] = [None] * len(cfgs)
     usable = []
     for index, (cfg, job) in enumerate(zip(cfgs, facts)):
+        done = finished_metrics(Path(cfg.output_dir), cfg.trainer.max_epochs)
+        if job.in_sweep and done is not None:
+            log.info(f"{cfg.output_dir} has finished already: its results stay as they are")
+            outcomes[index] = finished(done)
+            continue
         try:
             check_config(cfg, job.overrides)
             usable.append(index)
