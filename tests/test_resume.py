@@ -56,10 +56,25 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+def file_version(path: Path) -> tuple[int, int] | None:
+    """(modification time, size) of `path`, None while it does not exist."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def wait_for_step(checkpoint: Path, process: subprocess.Popen, step: int) -> None:
     """Return once `checkpoint` (written atomically) holds training step `step` or a later one."""
     deadline = time.monotonic() + 120
-    while not (checkpoint.exists() and torch.load(checkpoint)["global_step"] >= step):
+    read = None  # each version of the file is loaded once, not at every poll
+    while True:
+        version = file_version(checkpoint)
+        if version not in (None, read):
+            read = version
+            if torch.load(checkpoint, weights_only=True)["global_step"] >= step:
+                return
         assert process.poll() is None, process.stderr.read()[-2000:]
         assert time.monotonic() < deadline, f"{checkpoint} did not reach step {step}"
         time.sleep(0.01)
