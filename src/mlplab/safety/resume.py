@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlplab.errors import ConfigError
+from mlplab.stored_config import read_run_config
 
 # What a resumed run may change: how long it trains, where it runs and reads data, what it
 # prints. Anything else would make it a different run than the one its checkpoint belongs to.
@@ -24,13 +25,15 @@ def hydra_quoted(value: str) -> str:
 
 
 def saved_config(run_dir: Path) -> Path:
-    """The config a run folder was trained with; ConfigError if the folder is not a run."""
+    """The config a run folder was trained with, checked as data (mlplab.stored_config);
+    ConfigError if the folder is not a run or its config holds what conf/'s options cannot."""
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file():
         raise ConfigError(
             f"resume={run_dir} is not a run folder (it has no .hydra/config.yaml): pass a folder "
             "that `python -m train` wrote, such as outputs/runs/<date>_<time>_<suffix>"
         )
+    read_run_config(config)  # before Hydra composes it: it would instantiate what it names
     return config
 
 
