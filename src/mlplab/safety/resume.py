@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlplab.command_paths import hydra_quoted
 from mlplab.errors import ConfigError
 from mlplab.stored_config import read_run_config
 
@@ -17,11 +18,6 @@ SAFE_OVERRIDES = (
     "data.download",
     "callbacks.progress_bar.refresh_rate",
 )
-
-
-def hydra_quoted(value: str) -> str:
-    """`value` as a quoted Hydra override value, so `=` and `,` in folder names survive."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def saved_config(run_dir: Path) -> Path:
