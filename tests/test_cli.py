@@ -200,11 +200,14 @@ def test_bad_input_gives_one_line_and_leaves_no_completed_results(
         assert json.loads(metrics.read_text())["status"] == "failed"
 
 
-def test_evaluate_reproduces_the_runs_test_accuracy_and_refuses_other_files(
+def test_evaluate_reproduces_the_runs_test_accuracy_from_its_path_as_it_is_and_refuses_others(
     small_run_config, tmp_path
 ):
     train(small_run_config())  # on the tiny data, whose folder the checkpoint remembers
-    run_dir = tmp_path / "run"
+    # A sweep job's folder, in a folder whose name has a space and a quote: passed unquoted.
+    run_dir = tmp_path / "it's a sweep" / "0_seed=1,trainer.max_epochs=1"
+    run_dir.parent.mkdir()
+    (tmp_path / "run").rename(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     env = dict(os.environ)
 

@@ -14,7 +14,6 @@ import torch
 
 from mlplab.errors import TrainingDiverged
 from mlplab.run import JobFacts, record_outcome
-from mlplab.safety.resume import hydra_quoted
 from mlplab.sweeps.packed_run import fit_and_test_packed
 from tests.conftest import SMALL_RUN, compose_train_config, train, write_tiny_mnist
 
@@ -289,8 +288,8 @@ def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
             sys.executable,
             "-m",
             "mlplab.evaluate",
-            # A sweep job's folder name holds "=" and ",": quoted for Hydra.
-            f"ckpt_path={hydra_quoted(str(packed_job / metrics[2]['best_checkpoint']))}",
+            # A sweep job's folder name holds "=" and ",": taken as it is.
+            f"ckpt_path={packed_job / metrics[2]['best_checkpoint']}",
         ],
         cwd=tmp_path,
         capture_output=True,

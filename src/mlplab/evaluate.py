@@ -1,8 +1,15 @@
 """`python -m mlplab.evaluate ckpt_path=<file.ckpt or run folder>`: test a saved checkpoint on
 its dataset's test set."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
+
+from mlplab.command_paths import paths_as_given
+
+# Taken as they are: a sweep job's folder (0_seed=1,trainer.max_epochs=1) needs no quoting.
+PATH_KEYS = ("ckpt_path", "data_root")
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
@@ -15,4 +22,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = paths_as_given(sys.argv[1:], PATH_KEYS)
     main()

@@ -12,6 +12,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import mlplab.results as results
 from mlplab.errors import ConfigError
+from mlplab.stored_config import check_stored_config
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -86,7 +87,8 @@ def final_name(path: Path) -> Path:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """An mlplab checkpoint's contents, loaded with weights_only=True; ConfigError otherwise."""
+    """An mlplab checkpoint's contents, loaded with weights_only=True, its config checked as data
+    (mlplab.stored_config); ConfigError otherwise."""
     if not path.is_file():
         raise ConfigError(
             f"{path}: no such checkpoint file; pass a .ckpt from a run's checkpoints/"
@@ -105,7 +107,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"{path} is not an mlplab checkpoint (it holds no network and config of a run): "
             "pass a .ckpt from the checkpoints/ folder of a `python -m train` run"
         )
-    if "dataset" not in hparams.get("data", {}):
+    check_stored_config(hparams, path)
+    if not (isinstance(hparams.get("data"), dict) and "dataset" in hparams["data"]):
         raise ConfigError(
             f"{path} does not record the dataset it was trained on (an mlplab from before "
             "data=fashion_mnist and data=kmnist wrote it): train the run again"

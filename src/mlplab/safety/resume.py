@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlplab.command_paths import hydra_quoted
 from mlplab.errors import ConfigError
 from mlplab.results import read_metrics
+from mlplab.stored_config import read_run_config
 
 # What a resumed run may change: how long it trains, where it runs and reads data, what it
 # prints. Anything else would make it a different run than the one its checkpoint belongs to.
@@ -19,46 +21,44 @@ SAFE_OVERRIDES = (
 )
 
 
-def hydra_quoted(value: str) -> str:
-    """`value` as a quoted Hydra override value, so `=` and `,` in folder names survive."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def saved_config(run_dir: Path) -> Path:
-    """The config a run folder was trained with; ConfigError if the folder is not a run."""
+def saved_config(run_dir: Path) -> tuple[Path, dict]:
+    """The config a run folder was trained with: its path and its contents, checked as data
+    (mlplab.stored_config); ConfigError if the folder is not a run or its config holds what
+    conf/'s options cannot."""
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file():
         raise ConfigError(
             f"resume={run_dir} is not a run folder (it has no .hydra/config.yaml): pass a folder "
             "that `python -m train` wrote, such as outputs/runs/<date>_<time>_<suffix>"
         )
-    return config
+    # Read before Hydra composes it: Hydra would instantiate what it names.
+    return config, read_run_config(config)
 
 
 def finished_metrics(run_dir: Path, max_epochs: int | None) -> dict | None:
     """The run's metrics when it completed `max_epochs` epochs or more already, else None."""
-    metrics = read_metrics(run_dir)
+    try:
+        metrics = read_metrics(run_dir)
+    except ValueError:  # a damaged metrics.json: the run trains and writes a new one
+        return None
     if not metrics or metrics.get("status") != "completed" or max_epochs is None:
         return None
     epochs = metrics.get("epochs")
     return metrics if isinstance(epochs, int) and epochs >= max_epochs else None
 
 
-def requested_epochs(overrides: list[str], config: Path) -> int | None:
+def requested_epochs(overrides: list[str], saved: dict) -> int | None:
     """trainer.max_epochs as a resumed run would get it: from the overrides, else its config."""
-    import yaml
-
     given = [o.split("=", 1)[1] for o in overrides if o.startswith("trainer.max_epochs=")]
     try:
-        value = given[-1] if given else yaml.safe_load(config.read_text())["trainer"]["max_epochs"]
-        return int(value)
-    except (TypeError, KeyError, ValueError, yaml.YAMLError):
+        return int(given[-1] if given else saved["trainer"]["max_epochs"])
+    except (TypeError, KeyError, ValueError):
         return None  # the config checks name what is wrong with it
 
 
-def check_something_left_to_train(run_dir: Path, overrides: list[str], config: Path) -> None:
+def check_something_left_to_train(run_dir: Path, overrides: list[str], saved: dict) -> None:
     """Refuse to resume a finished run that would train no further: its results stay as they are."""
-    epochs = requested_epochs(overrides, config)
+    epochs = requested_epochs(overrides, saved)
     metrics = finished_metrics(run_dir, epochs)
     if metrics is not None:
         raise ConfigError(
@@ -79,7 +79,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
     if not folders:
         return arguments
     run_dir = Path(folders[-1]).expanduser().resolve()
-    config = saved_config(run_dir)
+    config, saved = saved_config(run_dir)
     overrides = [argument for argument in arguments if not argument.startswith("resume=")]
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -88,7 +88,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
                 f"{override} cannot be used with resume: a resumed run keeps its saved config "
                 f"and may only change {', '.join(SAFE_OVERRIDES)}; start a new run to change more"
             )
-    check_something_left_to_train(run_dir, overrides, config)
+    check_something_left_to_train(run_dir, overrides, saved)
     return [
         f"--config-path={config.parent}",
         "--config-name=config",
