@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 import mlplab.results as results
 from mlplab.build import load_classifier
 from mlplab.errors import ConfigError, one_line_errors
-from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint
+from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint_to_rebuild
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def evaluate_checkpoint(
     one it can be tested on, so another is refused.
     """
     ckpt_path = checkpoint_file(ckpt_path)
-    checkpoint = read_checkpoint(ckpt_path)
+    checkpoint = read_checkpoint_to_rebuild(ckpt_path)
     run_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
     trained_on = run_cfg.data.dataset
     if dataset not in (None, trained_on):

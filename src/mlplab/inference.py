@@ -15,7 +15,7 @@ from torch import nn
 from mlplab.build import load_classifier
 from mlplab.data import to_features
 from mlplab.images import prepare_image
-from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint
+from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint_to_rebuild
 
 
 class TrainedNetwork(nn.Module):
@@ -53,7 +53,7 @@ def load_checkpoint(path: str | Path) -> TrainedNetwork:
     The file is loaded with torch.load(weights_only=True): it holds tensors and plain values
     only, so loading it runs no code from it.
     """
-    checkpoint = read_checkpoint(checkpoint_file(Path(path)))
+    checkpoint = read_checkpoint_to_rebuild(checkpoint_file(Path(path)))
     config = OmegaConf.create(checkpoint["hyper_parameters"])
     # torch.compile pays off over many training steps; a loaded network answers at once.
     classifier = load_classifier(OmegaConf.merge(config, {"compile": False}), checkpoint)

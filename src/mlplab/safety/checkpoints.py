@@ -87,8 +87,11 @@ def final_name(path: Path) -> Path:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """An mlplab checkpoint's contents, loaded with weights_only=True, its config checked as data
-    (mlplab.stored_config); ConfigError otherwise."""
+    """An mlplab checkpoint's contents, loaded with weights_only=True; ConfigError otherwise.
+
+    Its stored config is read as data: a network rebuilt from it goes through
+    read_checkpoint_to_rebuild.
+    """
     if not path.is_file():
         raise ConfigError(
             f"{path}: no such checkpoint file; pass a .ckpt from a run's checkpoints/"
@@ -107,6 +110,14 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"{path} is not an mlplab checkpoint (it holds no network and config of a run): "
             "pass a .ckpt from the checkpoints/ folder of a `python -m train` run"
         )
+    return checkpoint
+
+
+def read_checkpoint_to_rebuild(path: Path) -> dict[str, Any]:
+    """A checkpoint whose network is rebuilt from its stored config: that config checked
+    against conf/'s options (mlplab.stored_config) before anything is built from it."""
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
     check_stored_config(hparams, path)
     if not (isinstance(hparams.get("data"), dict) and "dataset" in hparams["data"]):
         raise ConfigError(
