@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,25 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     header = (0x0800 | array.ndim).to_bytes(4, "big")
     header += b"".join(size.to_bytes(4, "big") for size in array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_blank_png(path: Path, width: int, height: int) -> Path:
+    """A valid black 1-bit PNG of any size, written row by row: a 20,000 x 20,000 one (a
+    decompression bomb: 400 megapixels) is 50 kB, and making it needs no image in memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + -(-width // 8))  # filter type 0, then 8 pixels a byte
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+    return path
 
 
 def tiny_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

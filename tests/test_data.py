@@ -1,11 +1,16 @@
+import gzip
+import shutil
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from mlplab.config_compose import compose_train_config
-from mlplab.data import DATASETS, MNISTDataModule, TensorBatches, load_split
+from mlplab.data import MNISTDataModule, TensorBatches
+from mlplab.dataset_files import DATASETS, load_split
 from mlplab.errors import ConfigError
 from tests.conftest import (
     TINY_TEST,
@@ -211,25 +216,30 @@ def test_label_outside_the_classes_is_refused_when_the_data_loads(tiny_mnist):
 
 
 def test_a_run_decodes_each_split_once(small_run_config, monkeypatch):
-    from mlplab import data
+    from mlplab import dataset_files
     from tests.conftest import train
 
     decoded = []
-    decode = data.DATASETS["MNIST"]
+    read_idx = dataset_files.read_idx
 
-    def counted(root, train, download):
-        decoded.append("train" if train else "test")
-        return decode(root, train=train, download=download)
+    def counted(path, magic):
+        decoded.append(path.name)
+        return read_idx(path, magic)
 
-    monkeypatch.setitem(data.DATASETS, "MNIST", counted)
+    monkeypatch.setattr(dataset_files, "read_idx", counted)
     train(small_run_config())
-    assert sorted(decoded) == ["test", "train"]
+    assert sorted(decoded) == [
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+    ]
 
 
 @pytest.mark.parametrize(
     ("option", "folder"), [("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")]
 )
-def test_each_dataset_is_read_by_torchvision_from_its_own_folder(tmp_path, option, folder):
+def test_each_dataset_is_read_from_its_own_folder(tmp_path, option, folder):
     root = write_tiny_mnist(tmp_path / "data", folder)
     data = make_datamodule(root, f"data={option}", "data.val_size=100", "data.download=false")
     data.prepare_data()
@@ -287,3 +297,184 @@ def test_normalisation_statistics_are_those_of_the_training_images(tmp_path, opt
         config.mean,
         config.std,
     )
+
+
+IDX_NAMES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+
+
+def gzipped(path: Path) -> Path:
+    """`path` replaced by its gzipped copy, `<path>.gz`, as the datasets' sites distribute it."""
+    target = path.with_name(f"{path.name}.gz")
+    target.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return target
+
+
+def files_under(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def loaded_splits(root: Path, *overrides: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    data = make_datamodule(root, "data.val_size=100", *overrides)
+    data.prepare_data()
+    data.setup()
+    return data.splits
+
+
+def assert_same_splits(found: dict, expected: dict) -> None:
+    assert found.keys() == expected.keys()
+    for split, (features, labels) in expected.items():
+        assert torch.equal(found[split][0], features) and torch.equal(found[split][1], labels)
+
+
+def test_gzipped_files_alone_train_as_the_uncompressed_ones_and_nothing_is_written(
+    tmp_path, monkeypatch
+):
+    expected = loaded_splits(write_tiny_mnist(tmp_path / "plain"))
+    root = write_tiny_mnist(tmp_path / "data")
+    for name in IDX_NAMES:
+        gzipped(raw_file(root, name))
+    before = files_under(tmp_path)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although the .gz files were there")
+
+    monkeypatch.setitem(DATASETS, "MNIST", no_download)
+    assert_same_splits(loaded_splits(root, "data.download=true"), expected)
+    assert files_under(tmp_path) == before  # decompressed in memory: no file written anywhere
+
+
+def place_files(raw: Path, form: str, root: Path) -> Path:
+    """The four files of torchvision's raw/ folder `raw`, moved into `form`; the data.root to
+    give for it."""
+    forms = {  # where the files go, and what data.root is then
+        "in data.root": (root, root),
+        "in data.root/MNIST": (root / "MNIST", root),
+        "data.root is MNIST/": (root / "MNIST" / "raw", root / "MNIST"),
+        "data.root is MNIST/raw/": (root / "MNIST" / "raw", root / "MNIST" / "raw"),
+        "as Kaggle spells them": (root / "MNIST" / "raw", root),
+    }
+    folder, data_root = forms[form]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in IDX_NAMES:
+        target = name.replace("-idx", ".idx") if form == "as Kaggle spells them" else name
+        shutil.move(raw / name, folder / target)
+    return data_root
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "in data.root",
+        "in data.root/MNIST",
+        "data.root is MNIST/",
+        "data.root is MNIST/raw/",
+        "as Kaggle spells them",
+    ],
+)
+@pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "gzipped"])
+def test_each_folder_form_people_have_the_files_in_trains_on_the_same_data(
+    tmp_path, form, compressed
+):
+    expected = loaded_splits(write_tiny_mnist(tmp_path / "torchvision"))
+    raw = write_tiny_mnist(tmp_path / "download") / "MNIST" / "raw"
+    if compressed:
+        for name in IDX_NAMES:
+            shutil.move(gzipped(raw / name), raw / name)  # moved under its plain name for now
+    root = place_files(raw, form, tmp_path / "data")
+    if compressed:
+        for path in files_under(tmp_path / "data"):
+            path.rename(path.with_name(f"{path.name}.gz"))
+    assert_same_splits(loaded_splits(root, "data.download=false"), expected)
+
+
+def test_a_folder_named_after_another_dataset_is_not_read_as_this_one(tmp_path):
+    root = write_tiny_mnist(tmp_path / "data") / "MNIST"  # data.root is MNIST's folder
+    with pytest.raises(
+        ConfigError, match=r"FashionMNIST not found: .*MNIST is MNIST's folder, not read as"
+    ):
+        make_datamodule(root, "data=fashion_mnist", "data.download=false").prepare_data()
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("train.csv", "is a CSV file"),
+        ("kmnist-train-imgs.npz", "is a NumPy archive"),
+        ("training", "holds image files"),
+    ],
+)
+def test_a_form_mlplab_cannot_read_is_refused_naming_the_file_and_what_is_read(
+    tmp_path, name, what
+):
+    root = tmp_path / "data"
+    root.mkdir()
+    if name == "training":  # a folder of PNGs sorted into class folders
+        (root / name / "7").mkdir(parents=True)
+        (root / name / "7" / "1.png").write_bytes(b"\x89PNG")
+    else:
+        (root / name).write_text("label,pixel0\n")
+    with pytest.raises(ConfigError) as error:
+        make_datamodule(root, "data.download=false").prepare_data()
+    message = str(error.value)
+    assert message.startswith(f"MNIST not found in a form mlplab reads: {root / name} {what}")
+    assert "train-images-idx3-ubyte" in message and str(root / "MNIST" / "raw") in message
+    assert "\n" not in message
+
+
+def test_a_folder_holding_only_some_of_the_files_names_the_one_missing(tmp_path):
+    root = write_tiny_mnist(tmp_path / "data")
+    raw_file(root, "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(
+        ConfigError, match=r"MNIST/raw holds some of the dataset's files but not t10k-labels"
+    ):
+        make_datamodule(root, "data.download=false").prepare_data()
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "gzipped"])
+def test_a_header_declaring_billions_of_images_is_refused_before_allocating_for_them(
+    tiny_mnist, compressed
+):
+    path = raw_file(tiny_mnist, "train-images-idx3-ubyte")
+    header = b"".join(size.to_bytes(4, "big") for size in (0x803, 2**32 - 1, 28, 28))
+    path.write_bytes(header + bytes(784 * 10))  # 3.4 TB declared, 10 images held
+    if compressed:
+        path = gzipped(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ConfigError, match=rf"{path.name} is corrupt: its header says 4294967295x28x28"
+        ):
+            load_mnist_split(tiny_mnist, train=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+
+
+def test_a_truncated_gzip_file_is_refused_naming_it(tiny_mnist):
+    path = gzipped(raw_file(tiny_mnist, "train-images-idx3-ubyte"))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ConfigError, match=rf"{path.name} is corrupt") as error:
+        load_mnist_split(tiny_mnist, train=True)
+    assert str(path) in str(error.value)
+
+
+def test_a_file_that_is_not_gzip_but_named_gz_is_refused_naming_it(tiny_mnist):
+    path = raw_file(tiny_mnist, "t10k-labels-idx1-ubyte")
+    path.unlink()
+    fake = path.with_name(f"{path.name}.gz")
+    fake.write_bytes(b"<html>not found</html>")
+    with pytest.raises(ConfigError, match=rf"{fake.name} cannot be read \(Not a gzipped file"):
+        load_mnist_split(tiny_mnist, train=False)
+
+
+def test_images_that_are_not_28_by_28_are_refused(tiny_mnist):
+    write_idx(raw_file(tiny_mnist, "t10k-images-idx3-ubyte"), np.zeros((200, 32, 32)))
+    with pytest.raises(ConfigError, match=r"holds images of 32 x 32 pixels, not the 28 x 28"):
+        load_mnist_split(tiny_mnist, train=False)

@@ -1,15 +1,18 @@
 """A person's image file becomes a 28 x 28 image made the way the dataset's images were."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFile
 
 from mlplab.data import load_split
 from mlplab.errors import ConfigError
+from mlplab.image_decoding import FORMAT_NAMES, WORKING_SIDE, ImageRefused, decode_image
 from mlplab.images import CENTRE, LAYOUTS, SIZE, prepare_image
-from tests.conftest import real_data
+from tests.conftest import real_data, write_blank_png
 
 
 def seven(ink: int | tuple = 0, paper: int | tuple = 255, mode: str = "L") -> Image.Image:
@@ -70,18 +73,108 @@ def test_colour_grey_paper_and_transparent_canvases_give_the_grey_drawings_image
     assert np.abs(photo - grey).mean() < 4
 
 
+def refusal(path: Path) -> str:
+    """The one line prepare_image refuses `path` with."""
+    with pytest.raises(ImageRefused) as error:
+        prepare_image(path)
+    assert isinstance(error.value, ConfigError) and error.value.path == path
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return message
+
+
 def test_a_blank_image_is_refused_naming_the_file(tmp_path):
     path = saved(Image.new("RGB", (64, 48), (200, 200, 200)), tmp_path / "blank.png")
-    with pytest.raises(ConfigError, match=r"blank\.png looks blank: its darkest ink") as error:
-        prepare_image(path)
-    assert "\n" not in str(error.value)
+    assert refusal(path).startswith(f"{path}: looks blank: its darkest ink")
 
 
 def test_a_file_that_is_not_an_image_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("not a picture")
-    with pytest.raises(ConfigError, match=r"notes\.png is not an image that can be read"):
-        prepare_image(path)
+    assert refusal(path) == f"{path}: not a {FORMAT_NAMES} file: pass PNG or JPEG files"
+
+
+def test_an_empty_file_is_refused_as_empty(tmp_path):
+    path = tmp_path / "empty.png"
+    path.touch()
+    assert refusal(path).startswith(f"{path}: the file is empty (0 bytes): copy or save")
+
+
+def test_a_truncated_png_is_refused_as_damaged(tmp_path):
+    whole = saved(seven(), tmp_path / "whole.png").read_bytes()
+    path = tmp_path / "half.png"
+    path.write_bytes(whole[: len(whole) // 2])
+    message = refusal(path)
+    assert message.startswith(f"{path}: cannot be decoded (")
+    assert message.endswith("the file is damaged or incomplete; copy or save the image again")
+
+
+@pytest.fixture
+def decoding_forbidden(monkeypatch):
+    """Any attempt to decode pixels fails the test: a refusal must come from the header."""
+
+    def load(image):
+        pytest.fail(f"decoded {image.size[0]} x {image.size[1]} pixels before refusing them")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+def test_a_decompression_bomb_is_refused_before_a_pixel_is_decoded(tmp_path, decoding_forbidden):
+    bomb = write_blank_png(tmp_path / "bomb.png", 20_000, 20_000)  # 400 megapixels, 50 kB
+    assert bomb.stat().st_size < 100_000
+    assert refusal(bomb).startswith(
+        f"{bomb}: too large: its header declares over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
+        "above the 50 megapixels mlplab decodes"
+    )
+
+
+def test_an_image_of_huge_dimensions_is_refused_before_a_pixel_is_decoded(
+    tmp_path, decoding_forbidden
+):
+    # 81 megapixels: under Pillow's own limits, so only mlplab's refuses it.
+    huge = write_blank_png(tmp_path / "huge.png", 9_000, 9_000)
+    assert Image.open(huge).size == (9_000, 9_000)
+    assert refusal(huge).startswith(
+        f"{huge}: too large: 9,000 x 9,000 pixels, above the 50 megapixels"
+    )
+    assert refusal(huge).endswith(
+        f"scale it down to at most {WORKING_SIDE} pixels on its longer side"
+    )
+
+
+def test_refusing_hostile_images_keeps_peak_memory_at_what_importing_takes(tmp_path):
+    # Measured in a fresh process: the peak of this one is whatever other tests left behind.
+    bomb = write_blank_png(tmp_path / "bomb.png", 20_000, 20_000)
+    huge = write_blank_png(tmp_path / "huge.png", 9_000, 9_000)
+    script = f"""
+import resource, sys
+from pathlib import Path
+from mlplab.image_decoding import ImageRefused
+from mlplab.images import prepare_image
+imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for path in ({str(bomb)!r}, {str(huge)!r}):
+    try:
+        prepare_image(Path(path))
+    except ImageRefused:
+        pass
+    else:
+        sys.exit(f"{{path}} was not refused")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - imported) * (1 if sys.platform == "darwin" else 1024))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Decoding the 81 megapixels took 1.1 GB before they were found blank.
+    assert int(result.stdout) < 20 * 2**20
+
+
+def test_a_jpeg_photo_above_the_pixel_limit_is_decoded_reduced_and_prepared(tmp_path):
+    photo = Image.new("L", (10_000, 6_000), 235)  # 60 megapixels; JPEG decodes it at 1/4
+    ImageDraw.Draw(photo).line([(4000, 1500), (6000, 1500), (5000, 4500)], fill=30, width=300)
+    path = saved(photo, tmp_path / "photo.jpg")
+    assert max(decode_image(path).size) <= WORKING_SIDE
+    small = saved(photo.resize((500, 300), Image.Resampling.BOX), tmp_path / "small.png")
+    assert np.abs(prepare_image(path).astype(int) - prepare_image(small)).mean() < 4
 
 
 @pytest.mark.parametrize("dataset", sorted(LAYOUTS))

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 from torch.nn.functional import cross_entropy
 
-from mlplab import load_checkpoint, predict
+from mlplab import ImagesRefused, load_checkpoint, predict
 from mlplab.data import load_split, to_features
+from mlplab.errors import ConfigError
 from mlplab.inference import TrainedNetwork
 from tests.conftest import (
     REPO,
@@ -23,6 +24,7 @@ from tests.conftest import (
     compose_train_config,
     real_data,
     train,
+    write_blank_png,
     write_tiny_mnist,
 )
 
@@ -75,6 +77,29 @@ def test_images_of_another_dtype_are_refused_with_what_is_accepted(tmp_path):
     network = load_checkpoint(tiny_run(tmp_path))
     with pytest.raises(TypeError, match=r"torch\.int64: pass uint8 pixels"):
         network(torch.zeros(2, 28, 28, dtype=torch.int64))
+
+
+def test_predict_classifies_the_readable_images_then_raises_naming_each_refused_one(tmp_path):
+    network = load_checkpoint(tiny_run(tmp_path))
+    good, other = tmp_path / "good.png", tmp_path / "other.jpg"
+    for path, row in ((good, 30), (other, 60)):
+        picture = np.full((120, 160), 255, dtype=np.uint8)
+        picture[row : row + 10, 30:130] = 0
+        Image.fromarray(picture).save(path)
+    bomb = write_blank_png(tmp_path / "bomb.png", 20_000, 20_000)
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    with pytest.raises(ImagesRefused) as raised:
+        predict(network, [good, bomb, other, notes])
+    error = raised.value
+    assert isinstance(error, ConfigError)  # what the command line reports in one line
+    assert [refusal.path for refusal in error.refused] == [bomb, notes]
+    assert str(error) == f"{error.refused[0]}; {error.refused[1]}" and "\n" not in str(error)
+    assert str(error.refused[0]).startswith(f"{bomb}: too large")
+    alone = predict(network, [good, other])
+    assert [(p.path, p.class_index, p.top) for p in error.predictions] == [
+        (p.path, p.class_index, p.top) for p in alone
+    ]
 
 
 def readme_notebook_example() -> str:

@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from mlplab.images import prepare_image
-from tests.conftest import SMALL_RUN, compose_train_config, train, write_tiny_mnist
+from tests.conftest import (
+    SMALL_RUN,
+    compose_train_config,
+    train,
+    write_blank_png,
+    write_tiny_mnist,
+)
 
 pytestmark = pytest.mark.end_to_end
 
@@ -79,23 +85,45 @@ def test_predict_json_and_saved_inputs_are_what_the_network_saw(fashion_run, tmp
     assert np.array_equal(saved, prepare_image(image, "FashionMNIST"))
 
 
-def test_bad_images_and_foreign_checkpoints_get_one_line_each_and_a_non_zero_exit(
+def test_each_image_that_cannot_be_classified_gets_one_line_the_others_are_classified_exit_2(
     fashion_run, tmp_path
 ):
-    blank = tmp_path / "blank.png"
-    Image.new("L", (100, 100), 255).save(blank)
+    images = tmp_path / "images"
+    images.mkdir()
+    bar(30).save(images / "good.png")
+    bar(50).convert("RGB").save(images / "photo.jpg")
+    Image.new("L", (100, 100), 255).save(images / "blank.png")
+    (images / "notes.png").write_text("not an image")
+    (images / "empty.png").touch()
+    whole = (images / "good.png").read_bytes()
+    (images / "half.png").write_bytes(whole[: len(whole) // 2])
+    write_blank_png(images / "bomb.png", 20_000, 20_000)  # 400 megapixels in 50 kB
+    write_blank_png(images / "huge.png", 9_000, 9_000)  # under Pillow's limits, not mlplab's
+    result = predict_command(fashion_run, images, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    expected = [  # one line per bad file, in the folder's order
+        ("blank.png", "looks blank: its darkest ink"),
+        ("bomb.png", "too large: its header declares over "),
+        ("empty.png", "the file is empty (0 bytes): copy or save the image again"),
+        ("half.png", "cannot be decoded ("),
+        ("huge.png", "too large: 9,000 x 9,000 pixels, above the 50 megapixels"),
+        ("notes.png", "not a PNG, JPEG, GIF, BMP, TIFF or WebP file: pass PNG or JPEG files"),
+    ]
+    assert len(errors) == len(expected), result.stderr[-2000:]
+    for error, (name, reason) in zip(errors, expected):
+        assert error.startswith(f"error: {images / name}: {reason}"), error
+    classified = [line.split(": ")[0] for line in result.stdout.splitlines()]
+    assert classified == [str(images / "good.png"), str(images / "photo.jpg")]
+
+
+def test_a_foreign_checkpoint_is_refused_in_one_line(tmp_path):
     notes = tmp_path / "notes.jpg"
-    notes.write_text("not an image")
+    notes.write_text("not a checkpoint")
     good = tmp_path / "good.png"
     bar(30).save(good)
-    result = predict_command(fashion_run, blank, notes, good, cwd=tmp_path)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert result.returncode == 2
-    assert len(errors) == 2  # one line per bad file
-    assert errors[0].startswith(f"error: {blank} looks blank")
-    assert errors[1].startswith(f"error: {notes} is not an image that can be read")
-    assert result.stdout.startswith(f"{good}: ")  # the good image is still classified
     refused = predict_command(notes, good, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.startswith(f"error: {notes} is not a readable checkpoint")
-    assert "Traceback" not in result.stderr + refused.stderr
+    assert "Traceback" not in refused.stderr

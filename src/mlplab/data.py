@@ -1,5 +1,5 @@
 """MNIST-format datasets (MNIST, Fashion-MNIST, KMNIST) as one preloaded tensor per split,
-served in shuffled index-slice batches."""
+served in shuffled index-slice batches; `mlplab.dataset_files` finds and reads the files."""
 
 from __future__ import annotations
 
@@ -9,111 +9,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
+from mlplab.dataset_files import ensure_files, load_split
 from mlplab.errors import ConfigError
-
-# torchvision's datasets in MNIST's file format, by class name: the name of their folder
-# under data.root too (e.g. FashionMNIST/raw/).
-DATASETS = {dataset.__name__: dataset for dataset in (MNIST, FashionMNIST, KMNIST)}
-IMAGE_FILE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
-LABEL_FILE_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-
-
-def dataset_class(name: str) -> type[MNIST]:
-    """The torchvision dataset called `name`; ConfigError for one not in MNIST's format."""
-    if name not in DATASETS:
-        raise ConfigError(
-            f"data.dataset={name!r} is not valid: one of {', '.join(DATASETS)} "
-            "(torchvision's datasets in MNIST's file format; data=mnist, fashion_mnist or kmnist)"
-        )
-    return DATASETS[name]
-
-
-def idx_files(raw_folder: Path, train: bool) -> tuple[Path, Path]:
-    """Paths of the (images, labels) IDX files of one split."""
-    prefix = "train" if train else "t10k"
-    return raw_folder / f"{prefix}-images-idx3-ubyte", raw_folder / f"{prefix}-labels-idx1-ubyte"
-
-
-def refetch_hint(path: Path) -> str:
-    return (
-        f"delete it and let data.download=true fetch it again, or copy a good one to {path.parent}"
-    )
-
-
-def check_idx_file(path: Path, magic: int) -> int:
-    """Check an IDX file's header against its size; return the number of items it holds."""
-    size = path.stat().st_size
-    dimensions = magic & 0xFF
-    header_size = 4 * (dimensions + 1)
-    if size < header_size:
-        raise ConfigError(
-            f"{path} is truncated ({size} bytes, no complete header): {refetch_hint(path)}"
-        )
-    with path.open("rb") as file:
-        header = file.read(header_size)
-    found_magic = int.from_bytes(header[:4], "big")
-    if found_magic != magic:
-        raise ConfigError(
-            f"{path} is not an MNIST IDX file (magic number {found_magic:#010x}, "
-            f"expected {magic:#010x}): {refetch_hint(path)}"
-        )
-    shape = [int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(1, dimensions + 1)]
-    expected_size = header_size + int(torch.tensor(shape).prod())
-    if size != expected_size:
-        raise ConfigError(
-            f"{path} is corrupt: its header says {'x'.join(map(str, shape))} "
-            f"({expected_size} bytes) but the file has {size} bytes: {refetch_hint(path)}"
-        )
-    return shape[0]
-
-
-def ensure_files(root: Path, dataset: str, train: bool, download: bool) -> tuple[Path, Path]:
-    """The (images, labels) IDX files of one split, downloaded when missing and allowed.
-
-    They are where torchvision's dataset class reads them, `root/<dataset>/raw/`. Their
-    headers are checked against their sizes and each other; nothing is decoded.
-    """
-    torchvision_dataset = dataset_class(dataset)  # an unknown name fails before any file is sought
-    raw_folder = root / dataset / "raw"
-    image_file, label_file = idx_files(raw_folder, train)
-    if not (image_file.exists() and label_file.exists()):
-        root_hint = f"data.root to the folder that holds {dataset}/raw/ (or DATA_DIR)"
-        if not download:
-            raise ConfigError(
-                f"{dataset} not found: expected {image_file.name} and {label_file.name} "
-                f"in {raw_folder}. Set {root_hint}, or data.download=true to fetch it"
-            )
-        try:
-            torchvision_dataset(root, train=train, download=True)
-        except (RuntimeError, OSError) as error:
-            raise ConfigError(
-                f"{dataset} not found in {raw_folder} and the download failed ({error}). "
-                f"Put the four IDX files there, or set {root_hint}"
-            ) from error
-    image_count = check_idx_file(image_file, IMAGE_FILE_MAGIC)
-    label_count = check_idx_file(label_file, LABEL_FILE_MAGIC)
-    if image_count != label_count:
-        raise ConfigError(
-            f"{raw_folder} is inconsistent: {image_file.name} holds {image_count} images but "
-            f"{label_file.name} holds {label_count} labels; replace both files of the split"
-        )
-    return image_file, label_file
-
-
-def load_split(
-    root: Path, dataset: str, train: bool, download: bool, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 28, 28) uint8 and labels (N,) int64 of one split, downloading when allowed."""
-    _, label_file = ensure_files(root, dataset, train, download)
-    split = dataset_class(dataset)(root, train=train, download=False)
-    if len(split.targets) and split.targets.max() >= num_classes:
-        raise ConfigError(
-            f"{label_file} holds the label {int(split.targets.max())}, but {dataset}'s classes "
-            f"are 0 to {num_classes - 1}: the file is damaged; {refetch_hint(label_file)}"
-        )
-    return split.data, split.targets
 
 
 def to_features(images: torch.Tensor, normalize: bool, mean: float, std: float) -> torch.Tensor:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from mlplab.errors import ConfigError
+from mlplab.image_decoding import ImageRefused, decode_image
 
 SIZE = 28  # pixels a side: what the network sees
 # The centre of mass of MNIST's training images lies within half a pixel of (14, 14), counting
@@ -49,17 +49,10 @@ def read_ink(path: Path) -> np.ndarray:
 
     A drawing on a transparent canvas is its opacity. Otherwise the image is made greyscale and
     inverted when its background (the median grey level) is light; the background level is
-    then taken off, so grey paper becomes black.
+    then taken off, so grey paper becomes black. A large image is first reduced to at most
+    WORKING_SIDE pixels a side (`mlplab.image_decoding`); ImageRefused for a file it cannot read.
     """
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)  # photos taken sideways stand upright
-            image.load()
-    except (UnidentifiedImageError, OSError) as error:
-        reason = getattr(error, "strerror", None) or str(error)  # no file: its errno's words
-        raise ConfigError(
-            f"{path} is not an image that can be read ({reason}): pass PNG or JPEG files"
-        ) from None
+    image = decode_image(path)
     if image.has_transparency_data:
         alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
         if alpha.min() < 255:
@@ -76,10 +69,11 @@ def prepare(ink: np.ndarray, layout: Layout, path: Path) -> np.ndarray:
     to the layout's box, placed by its centre of mass or centred."""
     darkest = float(ink.max())
     if darkest < FAINTEST_INK:
-        raise ConfigError(
-            f"{path} looks blank: its darkest ink differs from the background by {darkest:.0f} "
+        raise ImageRefused(
+            path,
+            f"looks blank: its darkest ink differs from the background by {darkest:.0f} "
             f"grey levels (at least {FAINTEST_INK} are needed): pass an image with a "
-            "visible character on a plain background"
+            "visible character on a plain background",
         )
     ink = ink * (255 / darkest)  # the darkest stroke becomes MNIST's full white
     rows, columns = np.nonzero(ink >= INK_EDGE * 255)

@@ -14,6 +14,8 @@ from torch import nn
 
 from mlplab.build import load_classifier
 from mlplab.data import to_features
+from mlplab.errors import ConfigError
+from mlplab.image_decoding import ImageRefused
 from mlplab.images import prepare_image
 from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint_to_rebuild
 
@@ -72,15 +74,41 @@ class Prediction:
     image: np.ndarray  # uint8 (28, 28): the prepared image the network saw
 
 
+class ImagesRefused(ConfigError):
+    """Some image files could not be classified: `refused` says which and why, one
+    ImageRefused each; `predictions` holds the other files', classified."""
+
+    def __init__(self, refused: list[ImageRefused], predictions: list[Prediction]) -> None:
+        super().__init__("; ".join(map(str, refused)))
+        self.refused = refused
+        self.predictions = predictions
+
+
 @torch.no_grad()
 def predict(network: TrainedNetwork, paths: Iterable[str | Path], top: int = 3) -> list[Prediction]:
     """Classify image files (PNG, JPEG; any size, colour or grey, dark ink on light paper or
     light on dark), each prepared as the images of the network's dataset were made
-    (`mlplab.images`)."""
-    paths = [Path(path) for path in paths]
-    images = [prepare_image(path, network.config.data.dataset) for path in paths]
-    if not images:
+    (`mlplab.images`). One Prediction per file, in order; ImagesRefused when a file is not an
+    image, damaged, too large or blank, after the others are classified."""
+    prepared, refused = [], []
+    for path in map(Path, paths):
+        try:
+            prepared.append((path, prepare_image(path, network.config.data.dataset)))
+        except ImageRefused as error:
+            refused.append(error)
+    predictions = classify(network, prepared, top)
+    if refused:
+        raise ImagesRefused(refused, predictions)
+    return predictions
+
+
+def classify(
+    network: TrainedNetwork, prepared: list[tuple[Path, np.ndarray]], top: int
+) -> list[Prediction]:
+    """Predictions for (path, uint8 (28, 28) image) pairs, in one batch."""
+    if not prepared:
         return []
+    paths, images = zip(*prepared)
     device = next(network.parameters()).device
     batch = torch.from_numpy(np.stack(images)).to(device)
     probabilities = network(batch).softmax(dim=1).cpu()

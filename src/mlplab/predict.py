@@ -4,7 +4,9 @@ files with a trained network.
 Each image is prepared the way the images of the network's dataset were made (greyscale;
 inverted when its background is light; cropped to the ink; for MNIST the longer side scaled
 into a 20 x 20 box and placed in 28 x 28 by its centre of mass), then standardised as in
-training. Prints each image's three most probable classes.
+training. Prints each image's three most probable classes. A file that cannot be classified
+(not an image, damaged, too large to decode, blank) gets one `error:` line instead; the others
+are still classified, and the exit status is then 2.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ def image_files(paths: list[Path]) -> list[Path]:
     from PIL import Image
 
     from mlplab.errors import ConfigError
+    from mlplab.image_decoding import FORMATS
 
-    extensions = Image.registered_extensions()
+    extensions = {name for name, kind in Image.registered_extensions().items() if kind in FORMATS}
     files = []
     for path in paths:
         if not path.is_dir():
