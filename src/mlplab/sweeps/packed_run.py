@@ -223,7 +223,8 @@ def value_of(fit_results: dict, stage: str, name: str, copy: int) -> float | Non
 def tested_validation(best: str, fit_results: dict, copy: int) -> dict[str, float | None]:
     """val/acc and val/loss of the epoch tested: the best checkpoint's, else the last epoch's."""
     if best:
-        return {key: validation_of(best).get(key) for key in (results.VAL_ACC, results.VAL_LOSS)}
+        validated = validation_of(best)
+        return {key: validated.get(key) for key in (results.VAL_ACC, results.VAL_LOSS)}
     return {
         results.metric_key("val", name): value_of(fit_results, "val", name, copy)
         for name in ("acc", "loss")
