@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from mlplab.errors import TrainingDiverged
+from mlplab.errors import RunInterrupted, TrainingDiverged
 from mlplab.run import JobFacts, record_outcome
 from mlplab.sweeps.packed_run import fit_and_test_packed
 from tests.conftest import SMALL_RUN, compose_train_config, train, write_tiny_mnist
+from tests.test_run import SendSignalAtStep
 
 # Three jobs that differ in everything a copy keeps for itself: seed, activation, init, dropout.
 JOBS = {
@@ -197,6 +200,83 @@ def test_packed_job_writes_the_metrics_and_curves_of_a_single_run(packed_and_alo
         assert curve_points(root / "packed" / name) == curve_points(root / "alone" / name)
 
 
+def test_a_packed_job_honours_save_top_k_and_a_learning_rate_logged_every_step(
+    tiny_mnist, tmp_path
+):
+    settings = [
+        *TWO_EPOCHS,
+        "trainer.max_epochs=3",
+        "callbacks.model_checkpoint.save_top_k=2",
+        "callbacks.learning_rate_monitor.logging_interval=step",
+        "diagnostics.histograms=false",
+        "logger=tensorboard",
+    ]
+    jobs = {"first": ["seed=1"], "second": ["seed=2", "activation=tanh"]}
+
+    def config(kind: str, name: str):
+        return compose_train_config(tmp_path / kind / name, tiny_mnist, [*settings, *jobs[name]])
+
+    packed = train_packed([config("packed", name) for name in jobs])
+    alone = [train(config("alone", name)) for name in jobs]
+    for name, packed_metrics, alone_metrics in zip(jobs, packed, alone):
+        folders = {kind: tmp_path / kind / name for kind in ("packed", "alone")}
+        files = {
+            kind: sorted(p.name for p in (f / "checkpoints").iterdir())
+            for kind, f in folders.items()
+        }
+        assert files["packed"] == files["alone"] and len(files["alone"]) == 3  # 2 best + last
+        assert packed_metrics["best_checkpoint"] == alone_metrics["best_checkpoint"]
+        learning_rates = {
+            kind: {p for p in curve_points(f) if p[1] == "lr-Adam"} for kind, f in folders.items()
+        }
+        assert (
+            learning_rates["packed"] == learning_rates["alone"] and len(learning_rates["alone"]) > 3
+        )
+        assert curve_points(folders["packed"]) == curve_points(folders["alone"])
+        assert histogram_tags(folders["packed"]) == histogram_tags(folders["alone"]) == set()
+
+
+def histogram_tags(folder: Path) -> set[str]:
+    """The histogram tags of every TensorBoard event file under `folder`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in folder.rglob("events.*"):
+        tags |= set(EventAccumulator(str(events)).Reload().Tags()["histograms"])
+    return tags
+
+
+def test_a_signal_saves_every_packed_job_mid_epoch_and_each_resumes_alone(packed_and_alone):
+    root, _, alone_metrics = packed_and_alone
+
+    def config(name: str, *extra: str):
+        overrides = [*TWO_EPOCHS, *IN_FLOAT64, *JOBS[name], *extra]
+        return compose_train_config(root / "signalled" / name, root / "data", overrides)
+
+    cfgs = [config(name) for name in JOBS]
+    facts = [JobFacts(number=number) for number in range(len(JOBS))]
+    signal_at_13 = (SendSignalAtStep(13, "SIGTERM"),)
+    outcomes = fit_and_test_packed(cfgs, facts, extra_callbacks=signal_at_13)
+    for name, outcome, alone in zip(JOBS, outcomes, alone_metrics):
+        folder = root / "signalled" / name
+        with pytest.raises(RunInterrupted) as stopped:
+            record_outcome(folder, outcome)
+        assert stopped.value.exit_code == 143
+        assert "stopped by SIGTERM at epoch 1, step 14" in str(stopped.value)
+        assert checkpoint(root, "signalled", name)["global_step"] == 14
+        recorded = json.loads((folder / "metrics.json").read_text())
+        assert recorded["error"].count("continue with") == 1
+        assert recorded["error"].endswith(f"resume={folder}")
+        resumed = train(config(name, f"resume={folder}"))
+        assert resumed["epochs"] == 2
+        # Within the drift of a resumed fused Adam (its step count reloads as float64): a
+        # resume from the wrong step or batch order would move weights by 1e-3 and more.
+        final = checkpoint(root, "signalled", name)["state_dict"]
+        for key, weight in checkpoint(root, "alone", name)["state_dict"].items():
+            torch.testing.assert_close(final[key], weight, rtol=0, atol=1e-7)
+        assert resumed["test/acc"] == pytest.approx(alone["test/acc"], abs=1e-6)
+
+
 def test_a_packed_job_reports_the_validation_of_the_epoch_it_tests(tiny_mnist, tmp_path):
     # The learning rate jumps 1000-fold after the first epoch and wrecks what it learned.
     wrecked = ["scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1000"]
@@ -308,6 +388,36 @@ def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
     continued = json.loads((packed_job / "metrics.json").read_text())
     assert continued["status"] == "completed" and continued["epochs"] == 2
     assert "packed_jobs" not in continued  # the second epoch trained alone
+
+
+@pytest.mark.end_to_end
+def test_sigterm_stops_a_packed_sweep_with_its_status_once_every_job_recorded_it(
+    tiny_mnist, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    sweeping = subprocess.Popen(
+        [sys.executable, "-m", "train", "-m", "hydra/launcher=packed", *SMALL_RUN]
+        + ["trainer.max_epochs=1000", "seed=1,2", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        env={**os.environ, "DATA_DIR": str(tiny_mnist)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        while len(list(sweep.glob("*/checkpoints/last.ckpt"))) < 2 and sweeping.poll() is None:
+            time.sleep(0.2)
+        sweeping.send_signal(signal.SIGTERM)
+        output, _ = sweeping.communicate(timeout=120)
+    finally:
+        sweeping.kill()
+    assert sweeping.returncode == 128 + signal.SIGTERM.value, output[-3000:]
+    for folder in (f for f in sweep.iterdir() if f.is_dir()):
+        recorded = json.loads((folder / "metrics.json").read_text())
+        assert "stopped by SIGTERM" in recorded["error"], recorded
+        step = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        assert f"step {step};" in recorded["error"]
+        assert recorded["error"].endswith(f"resume={folder}")
 
 
 def test_a_packed_group_that_finds_its_jobs_last_checkpoints_continues_as_a_group(

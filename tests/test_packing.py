@@ -79,6 +79,38 @@ def test_jobs_that_cannot_share_a_stacked_network_train_alone_with_a_reason(
     assert groups == [([0, 2], None), ([1], why_not_packed(alone))]
 
 
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["+callbacks.model_checkpoint.every_n_epochs=2"], "model_checkpoint.every_n_epochs=2"),
+        (["callbacks.model_checkpoint.save_last=true"], "model_checkpoint.save_last=True"),
+        (["callbacks.model_checkpoint.monitor=val/f1"], "model_checkpoint.monitor=val/f1"),
+        (["callbacks.learning_rate_monitor.logging_interval=null"], "logging_interval=None"),
+        (["+callbacks.learning_rate_monitor.log_weight_decay=true"], "log_weight_decay=True"),
+        (["+callbacks.timer._target_=lightning.pytorch.callbacks.Timer"], "callbacks.timer"),
+        (["+diagnostics.every=3"], "diagnostics.every=3"),
+    ],
+)
+def test_a_job_whose_callback_settings_packing_does_not_honour_trains_alone_saying_which(
+    config, overrides, reason
+):
+    assert f"{reason} is not packed" in why_not_packed(config("seed=2", *overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint.mode=min"],
+        ["callbacks.model_checkpoint.monitor=val/loss"],
+        ["callbacks.learning_rate_monitor.logging_interval=step"],
+        ["diagnostics.histograms=false", "callbacks.last_checkpoint.every_n_train_steps=7"],
+        ["callbacks.save_on_signal=null", "callbacks.progress_bar=null", "diagnostics=none"],
+    ],
+)
+def test_callback_settings_a_packed_job_honours_let_it_pack(config, overrides):
+    assert why_not_packed(config("seed=2", *overrides)) is None
+
+
 def test_the_launcher_takes_the_configs_the_sweeper_composed_to_check_its_batch():
     class CountingLoader:
         def __init__(self) -> None:

@@ -13,12 +13,14 @@ class KnownError(Exception):
     """A failure whose message says what went wrong and what to do; no traceback is needed.
 
     `status` is what the run's metrics.json records; `exit_code` what the command exits with;
-    `resumable` errors leave a checkpoint that `resume=` continues from.
+    `resumable` errors leave a checkpoint that `resume=` continues from; `stops_sweep` ones
+    stop a sweep's other jobs too.
     """
 
     status = "failed"
     exit_code = 1
     resumable = False
+    stops_sweep = False
 
 
 class ConfigError(KnownError, ValueError):
@@ -42,11 +44,15 @@ class WriteFailed(KnownError, OSError):
 
 
 class RunInterrupted(KnownError, RuntimeError):
-    """A signal stopped the run after saving a checkpoint it can be resumed from."""
+    """A signal stopped the run after saving a checkpoint it can be resumed from.
+
+    Ctrl-C or a cluster's SIGTERM is meant for the whole command: a sweep stops too.
+    """
 
     resumable = True
+    stops_sweep = True
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -55,11 +61,12 @@ class RunInterrupted(KnownError, RuntimeError):
 def one_line_errors(stop: bool = True) -> Iterator[None]:
     """Report a KnownError raised inside as `error: <message>` and exit with its status.
 
-    With `stop=False` (a job of a sweep) the error is reported and the program goes on.
+    With `stop=False` (a job of a sweep) the error is reported and the program goes on, unless
+    the error stops a sweep too.
     """
     try:
         yield
     except KnownError as error:
         log.error(f"error: {error}")
-        if stop:
+        if stop or error.stops_sweep:
             raise SystemExit(error.exit_code) from None

@@ -33,7 +33,11 @@ VALIDATION = "validation"
 # The cost of training, in metrics.json: seconds this process spent, and floating-point
 # operations counted from the network's shape and the run's steps. Pre-training is kept apart.
 TRAIN_SECONDS, PRETRAIN_SECONDS = "train_seconds", "pretrain_seconds"
+TEST_SECONDS = "test_seconds"
 TRAIN_FLOPS, PRETRAIN_FLOPS = "train_flops", "pretrain_flops"
+EPOCHS, SEED, STATUS = "epochs", "seed", "status"
+BEST_CHECKPOINT = "best_checkpoint"  # relative to the run's folder, or null without one
+PACKED_JOBS = "packed_jobs"  # how many jobs trained together, in train_seconds
 # The results each tracker gets beside the hyperparameters (TensorBoard's HPARAMS tab pairs them).
 HPARAMS_RESULTS = (TEST_ACC, TEST_LOSS, VAL_ACC)
 
@@ -76,6 +80,48 @@ def layer_tag(prefix: str, layer: int) -> str:
 def layer_number(tag: str) -> int:
     """k of a `prefix/layer_k` tag."""
     return int(tag.rsplit("_", 1)[1])
+
+
+def completed_metrics(
+    *,
+    test: dict[str, float],
+    validation: dict[str, float | None],
+    training: dict[str, float | None],
+    epochs: int,
+    seconds: dict[str, float],
+    flops: dict[str, int],
+    best_checkpoint: str | None,
+    seed: int,
+    packed_jobs: int | None = None,
+) -> dict[str, Any]:
+    """metrics.json of a job that completed, however it trained.
+
+    `test`, `validation` and `training` map "acc" and "loss" to the job's values (validation:
+    of the epoch tested); `seconds` and `flops` hold the TRAIN_ / PRETRAIN_ / TEST_ keys.
+    """
+    metrics = {
+        STATUS: "completed",
+        TEST_ACC: test["acc"],
+        TEST_LOSS: test["loss"],
+        VAL_ACC: validation.get("acc"),
+        VAL_LOSS: validation.get("loss"),
+        TRAIN_ACC: training.get("acc"),
+        TRAIN_LOSS: training.get("loss"),
+        EPOCHS: epochs,
+        PRETRAIN_SECONDS: round(seconds.get(PRETRAIN_SECONDS, 0.0), 3),
+        TRAIN_SECONDS: round(seconds[TRAIN_SECONDS], 3),
+        TEST_SECONDS: round(seconds[TEST_SECONDS], 3),
+        TRAIN_FLOPS: flops[TRAIN_FLOPS],
+        PRETRAIN_FLOPS: flops.get(PRETRAIN_FLOPS, 0),
+        BEST_CHECKPOINT: best_checkpoint,
+        SEED: seed,
+    }
+    return metrics if packed_jobs is None else {**metrics, PACKED_JOBS: packed_jobs}
+
+
+def failed_metrics(status: str, error: str) -> dict[str, str]:
+    """metrics.json of a job that did not complete: its status and what stopped it."""
+    return {STATUS: status, "error": error}
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:

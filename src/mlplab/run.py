@@ -177,27 +177,30 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
 
     # The validation of the epoch tested: the best one, or the last without a best checkpoint.
     tested = validation_of(best_checkpoint) if best_checkpoint else fit_results
-    metrics = {
-        "status": "completed",
-        results.TEST_ACC: test_results[results.TEST_ACC],
-        results.TEST_LOSS: test_results[results.TEST_LOSS],
-        results.VAL_ACC: tested.get(results.VAL_ACC),
-        results.VAL_LOSS: tested.get(results.VAL_LOSS),
-        results.TRAIN_ACC: fit_results.get(results.TRAIN_ACC),
-        results.TRAIN_LOSS: fit_results.get(results.TRAIN_LOSS),
-        "epochs": trainer.current_epoch,
-        results.PRETRAIN_SECONDS: round(pretrain_seconds, 3),
-        results.TRAIN_SECONDS: round(train_seconds, 3),
-        "test_seconds": round(test_seconds, 3),
-        **training_cost(cfg, classifier.network, trainer, len(training_features)),
-        "best_checkpoint": run_relative(Path(best_checkpoint), output_dir)
+    metrics = results.completed_metrics(
+        test=stage_values(test_results, "test"),
+        validation=stage_values(tested, "val"),
+        training=stage_values(fit_results, "train"),
+        epochs=trainer.current_epoch,
+        seconds={
+            results.PRETRAIN_SECONDS: pretrain_seconds,
+            results.TRAIN_SECONDS: train_seconds,
+            results.TEST_SECONDS: test_seconds,
+        },
+        flops=training_cost(cfg, classifier.network, trainer, len(training_features)),
+        best_checkpoint=run_relative(Path(best_checkpoint), output_dir)
         if best_checkpoint
         else None,
-        "seed": cfg.seed,
-    }
+        seed=cfg.seed,
+    )
     record_results(trainer.loggers, hparams, metrics, trainer.global_step)
     close_trackers(trainer.loggers)
     return metrics
+
+
+def stage_values(values: Mapping[str, float], stage: str) -> dict[str, float | None]:
+    """{"acc", "loss"} of `stage` among logged `values` such as {"val/acc": ...}."""
+    return {name: values.get(results.metric_key(stage, name)) for name in ("acc", "loss")}
 
 
 def run_job(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
@@ -227,11 +230,11 @@ def record_outcome(output_dir: Path, train: Callable[[], dict[str, Any]]) -> dic
     except BaseException as error:
         failure = known_error(error, output_dir)
         if failure is None:
-            record_failure(output_dir, {"status": "failed", "error": repr(error)})
+            record_failure(output_dir, results.failed_metrics("failed", repr(error)))
             raise
         if failure.resumable:
             failure.args = (f"{failure}; continue with: python -m train resume={output_dir}",)
-        record_failure(output_dir, {"status": failure.status, "error": str(failure)})
+        record_failure(output_dir, results.failed_metrics(failure.status, str(failure)))
         if failure is error:
             raise
         raise failure from error

@@ -99,10 +99,15 @@ class PackedLauncher(Launcher):
         cfgs, facts = zip(*started)
         with logging_into([Path(cfg.output_dir) for cfg in cfgs]):
             outcomes = fit_and_test_packed(list(cfgs), list(facts))
-        return [
-            self.run(config, partial(finish_job, outcome))
-            for config, outcome in zip(configs, outcomes)
-        ]
+        finished, stop = [], None
+        for config, outcome in zip(configs, outcomes):
+            try:
+                finished.append(self.run(config, partial(finish_job, outcome)))
+            except SystemExit as exit:  # a signal stops the sweep once every job recorded it
+                stop = exit
+        if stop is not None:
+            raise stop
+        return finished
 
 
 class ComposedOnce:

@@ -22,8 +22,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
-class SaveOnSignal(Callback):
-    """On SIGINT, SIGTERM, SIGUSR1 or SIGUSR2, save last.ckpt in `folder` after the step and stop.
+class StopOnSignal(Callback):
+    """On SIGINT, SIGTERM, SIGUSR1 or SIGUSR2, save what a resume needs after the step and stop.
 
     The checkpoint is taken where Lightning's own step checkpoints are (after a training step),
     so the resumed run continues exactly where this one stopped. The run stops when the next
@@ -33,13 +33,13 @@ class SaveOnSignal(Callback):
 
     A pre-emption signal that something else was handling before the run started (submitit
     requeues its job on it) is passed on to that handler once the checkpoint is saved, so the
-    requeued job finds the checkpoint in its folder.
+    requeued job finds the checkpoint in its folder. `save` says what is saved.
     """
 
-    def __init__(self, folder: str) -> None:
-        self.path = Path(folder) / LAST_CHECKPOINT
+    def __init__(self) -> None:
         self.received: signal.Signals | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, step)
+        self.saved = ""  # what was saved, for the message
         self.previous_handlers: dict[signal.Signals, Any] = {}
 
     def _receive(self, signum: int, frame: Any) -> None:
@@ -60,8 +60,12 @@ class SaveOnSignal(Callback):
     ) -> None:
         if self.received is None or self.saved_at is not None:
             return
-        trainer.save_checkpoint(self.path, weights_only=False)  # all a resume needs
+        self.saved = self.save(trainer, pl_module)
         self.saved_at = (trainer.current_epoch, trainer.global_step)
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+        """Save all a resume needs; return what was saved."""
+        raise NotImplementedError
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
@@ -70,7 +74,7 @@ class SaveOnSignal(Callback):
             return
         epoch, step = self.saved_at
         received = self.received
-        message = f"stopped by {received.name} at epoch {epoch}, step {step}; saved {self.path}"
+        message = f"stopped by {received.name} at epoch {epoch}, step {step}; saved {self.saved}"
         scheduler_handler = self.previous_handlers.get(received)
         if received in PREEMPTION_SIGNALS and callable(scheduler_handler):
             log.warning(f"{message}; passing {received.name} on to the job's scheduler")
@@ -85,3 +89,15 @@ class SaveOnSignal(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._restore_handlers()
+
+
+class SaveOnSignal(StopOnSignal):
+    """StopOnSignal for one run: saves `folder`/last.ckpt."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.path = Path(folder) / LAST_CHECKPOINT
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+        trainer.save_checkpoint(self.path, weights_only=False)  # all a resume needs
+        return str(self.path)

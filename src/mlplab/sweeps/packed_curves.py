@@ -79,24 +79,40 @@ def per_copy(values: dict[str, torch.Tensor], copies: int) -> list[dict[str, flo
 class PackedCurves(L.Callback):
     """Writes each active job's values to its loggers.
 
-    `lr_tag` names the learning rate's curve (None: the runs log no learning rate);
-    `diagnostics` adds gradient norms and hidden-layer statistics, and `histograms` their
+    `lr_tag` names the learning rate's curve (None: the runs log no learning rate), logged at
+    each epoch's start or, with `lr_every_step`, every log_every_n_steps steps, as Lightning's
+    LearningRateMonitor logs it with logging_interval epoch or step; `diagnostics` adds
+    gradient norms and hidden-layer statistics, and `histograms` their
     histograms in each job's TensorBoard, as TrainingDiagnostics does for a single run.
     """
 
     def __init__(
-        self, jobs: list[PackedJob], lr_tag: str | None, diagnostics: bool, histograms: bool
+        self,
+        jobs: list[PackedJob],
+        lr_tag: str | None,
+        diagnostics: bool,
+        histograms: bool,
+        lr_every_step: bool = False,
     ) -> None:
         self.jobs = jobs
         self.lr_tag = lr_tag
+        self.lr_every_step = lr_every_step
         self.diagnostics = diagnostics
         self.histograms = histograms
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
-        if self.lr_tag is None:
-            return
+    def write_learning_rates(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
         for copy in pl_module.active():
             write(self.jobs[copy], {self.lr_tag: pl_module.copy_lr(copy)}, trainer.global_step)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
+        if self.lr_tag is not None and not self.lr_every_step:
+            self.write_learning_rates(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module: PackedClassifier, batch, batch_idx) -> None:
+        # Before the step that makes the count a multiple of log_every_n_steps, as Lightning.
+        logs_now = (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+        if self.lr_tag is not None and self.lr_every_step and logs_now:
+            self.write_learning_rates(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module: PackedClassifier, outputs, batch, batch_idx):
         # Gradients are cleared before validation: the epoch's last batch is when to draw them.

@@ -19,7 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 
 import mlplab.results as results
 from mlplab.data import MNISTDataModule
+from mlplab.lightning_internals import (
+    is_among_best,
+    keep_among_best,
+    trainer_checkpoint,
+    training_loader_state,
+    with_training_loader_state,
+)
 from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.safety.signals import StopOnSignal
 from mlplab.sweeps.packed_classifier import PackedClassifier
 from mlplab.sweeps.packed_net import PackedNetworks
 
@@ -31,6 +39,7 @@ class PackedJob:
     cfg: DictConfig
     parameter_names: list[str]  # a single Classifier's state_dict keys, in parameter order
     flops_per_example: int  # of one training example through its network (mlplab.compute)
+    layer_sizes: list[int]  # its network's input size, then each Linear layer's output size
     loggers: list[Logger] = field(default_factory=list)
     best: ModelCheckpoint | None = None  # the job's own callback: its file names and state
     best_weights: list[torch.Tensor] | None = None
@@ -79,13 +88,6 @@ def scaled(state: dict[str, Any], factor: float, keys: tuple[str, ...]) -> dict[
     return {**state, **times}
 
 
-def with_loader_state(loops: dict[str, Any], loader_state: dict[str, Any]) -> dict[str, Any]:
-    """`loops` with the training loader's state replaced by one copy's batch order."""
-    fit_loop = loops["fit_loop"]
-    state = {**fit_loop["state_dict"], "combined_loader": [loader_state]}
-    return {**loops, "fit_loop": {**fit_loop, "state_dict": state}}
-
-
 def validation(module: PackedClassifier, copy: int) -> dict[str, float]:
     """Copy `copy`'s val/acc and val/loss of the epoch's validation, as a single run records."""
     means = module.epoch_results.get("val", {})
@@ -97,7 +99,7 @@ def single_checkpoint(
 ) -> dict[str, Any]:
     """The checkpoint job `copy` would have written alone, from the packed trainer's one."""
     network = module.network
-    loader_state = packed["loops"]["fit_loop"]["state_dict"]["combined_loader"][0][copy]
+    loader_state = training_loader_state(packed)[copy]
     generator = network.dropout_generators[copy]
     shared = ("epoch", "global_step", "pytorch-lightning_version")
     lr_scale = module.lr_scales[copy] if module.lr_scales else 1.0
@@ -111,7 +113,7 @@ def single_checkpoint(
             name: parameter.detach().clone(memory_format=torch.contiguous_format)
             for name, parameter in zip(job.parameter_names, network.copy_parameters(copy))
         },
-        "loops": with_loader_state(packed["loops"], loader_state),
+        "loops": with_training_loader_state(packed, loader_state),
         "callbacks": {job.best.state_key: job.best.state_dict()} if job.best else {},
         "optimizer_states": [
             copy_of_optimizer_state(state, copy, network, lr_scale)
@@ -130,7 +132,8 @@ def single_checkpoint(
 
 
 class PackedCheckpoints(Checkpoint):
-    """Each job's best checkpoint (its model_checkpoint callback's file) and its last.ckpt.
+    """Each job's best checkpoints (its model_checkpoint callback's save_top_k files) and its
+    last.ckpt.
 
     last.ckpt every `every_n_train_steps` steps and at each epoch's end, as LastCheckpoint
     writes it; a Checkpoint, so Lightning calls it after the module's epoch-end hook, where
@@ -148,45 +151,45 @@ class PackedCheckpoints(Checkpoint):
             self.save_last(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
-        improved = {}  # copy: its score, for each job whose monitored value improved
+        kept = {}  # copy: its score, for each job whose checkpoint joins its best save_top_k
         for copy in pl_module.active():
             best = self.jobs[copy].best
             score = None if best is None else monitored_value(pl_module, best.monitor, copy)
-            if score is not None and improves(best, score):
-                improved[copy] = score
-        if improved:
-            self.save_best(trainer, pl_module, improved)
+            if score is not None and is_among_best(best, score):
+                kept[copy] = score
+        if kept:
+            self.save_best(trainer, pl_module, kept)
         if self.every_n_train_steps is not None:
             self.save_last(trainer, pl_module)
 
     def save_best(
-        self, trainer: L.Trainer, module: PackedClassifier, improved: dict[int, torch.Tensor]
+        self, trainer: L.Trainer, module: PackedClassifier, kept: dict[int, torch.Tensor]
     ) -> None:
-        """Each improved job's new best checkpoint, in place of its previous one."""
-        packed = dump_checkpoint(trainer)
-        saves, replaced = [], []
-        for copy, score in improved.items():
+        """Each job's new checkpoint among its best, and the files it pushes out removed."""
+        packed = trainer_checkpoint(trainer)
+        saves, pushed_out = [], []
+        for copy, score in kept.items():
             job = self.jobs[copy]
             best = job.best
             candidates = {
                 "epoch": torch.tensor(trainer.current_epoch),
                 "step": torch.tensor(trainer.global_step),
-                best.monitor: score,
+                **copy_results(pl_module=module, copy=copy),
             }
             path = best.format_checkpoint_name(candidates)
-            if best.best_model_path and best.best_model_path != path:
-                replaced.append(Path(best.best_model_path))
-            best.best_k_models = {path: score}
-            best.best_model_path = best.kth_best_model_path = path
-            best.best_model_score = best.kth_value = best.current_score = score
-            job.best_weights = [p.detach().clone() for p in module.network.copy_parameters(copy)]
+            pushed_out.append(keep_among_best(best, path, score))
+            if best.best_model_path == path:
+                weights = module.network.copy_parameters(copy)
+                job.best_weights = [weight.detach().clone() for weight in weights]
             saves.append((single_checkpoint(packed, module, copy, job), Path(path)))
         self.io.save_checkpoints(saves)
-        for previous in replaced:
-            previous.unlink(missing_ok=True)
+        for path in pushed_out:
+            if path:
+                Path(path).unlink(missing_ok=True)
 
     def save_last(self, trainer: L.Trainer, module: PackedClassifier) -> None:
-        packed = dump_checkpoint(trainer)
+        """Each active job's last.ckpt."""
+        packed = trainer_checkpoint(trainer)
         saves = []
         for copy in module.active():
             job = self.jobs[copy]
@@ -194,23 +197,28 @@ class PackedCheckpoints(Checkpoint):
         self.io.save_checkpoints(saves)
 
 
-def dump_checkpoint(trainer: L.Trainer) -> dict[str, Any]:
-    """The packed trainer's checkpoint as a dict, all a resume needs (Lightning's private call:
-    lightning is bounded in pyproject.toml, and the resume tests cover it)."""
-    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+class SaveEveryJobOnSignal(StopOnSignal):
+    """StopOnSignal for a packed group: saves the last.ckpt of each job still training."""
+
+    def __init__(self, checkpoints: PackedCheckpoints) -> None:
+        super().__init__()
+        self.checkpoints = checkpoints
+
+    def save(self, trainer: L.Trainer, pl_module: PackedClassifier) -> str:
+        self.checkpoints.save_last(trainer, pl_module)
+        saved = [str(self.checkpoints.jobs[copy].last_checkpoint) for copy in pl_module.active()]
+        return ", ".join(saved)
+
+
+def copy_results(pl_module: PackedClassifier, copy: int) -> dict[str, torch.Tensor]:
+    """Copy `copy`'s values measured this epoch, by key (val/acc, train/loss, ...)."""
+    return {
+        results.metric_key(stage, name): values[copy].detach().cpu()
+        for stage, means in pl_module.epoch_results.items()
+        for name, values in means.items()
+    }
 
 
 def monitored_value(module: PackedClassifier, key: str, copy: int) -> torch.Tensor | None:
     """Copy `copy`'s value of `key` (such as val/acc) this epoch, if it was measured."""
-    stage, _, name = key.partition("/")
-    values = module.epoch_results.get(stage, {}).get(name)
-    return None if values is None else values[copy].detach().cpu()
-
-
-def improves(best: ModelCheckpoint, score: torch.Tensor) -> bool:
-    """Whether `score` beats the best so far, strictly, as ModelCheckpoint compares."""
-    if best.best_model_score is None:
-        return True
-    if best.mode == "max":
-        return bool(score > best.best_model_score)
-    return bool(score < best.best_model_score)
+    return copy_results(module, copy).get(key)

@@ -15,6 +15,7 @@ import torch
 
 import mlplab.results as results
 from mlplab.data import MNISTDataModule
+from mlplab.lightning_internals import with_training_loader_state
 from mlplab.run import JobFacts
 from mlplab.safety.checkpoints import read_checkpoint
 from mlplab.sweeps.packed_classifier import PackedClassifier
@@ -75,14 +76,12 @@ def packed_checkpoint(
             }
         optimizer_states.append({"state": per_parameter, "param_groups": state["param_groups"]})
     orders = [s[MNISTDataModule.__qualname__] for s in singles]
-    fit_state = {**first["loops"]["fit_loop"]["state_dict"], "combined_loader": [orders]}
-    fit_loop = {**first["loops"]["fit_loop"], "state_dict": fit_state}
     return {
         "epoch": first["epoch"],
         "global_step": first["global_step"],
         "pytorch-lightning_version": first["pytorch-lightning_version"],
         "state_dict": state_dict,
-        "loops": {**first["loops"], "fit_loop": fit_loop},
+        "loops": with_training_loader_state(first, orders),
         "callbacks": {},
         "optimizer_states": optimizer_states,
         "lr_schedulers": first["lr_schedulers"],

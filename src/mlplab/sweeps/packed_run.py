@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from copy import copy as shallow_copy
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,17 @@ import mlplab.results as results
 from mlplab.build import build_network
 from mlplab.compute import training_flops
 from mlplab.config_checks import check_config
+from mlplab.console import what_it_trains
 from mlplab.cuda_check import skip_nvml_check_without_driver
 from mlplab.errors import KnownError
 from mlplab.hparams import compared_hparams
-from mlplab.run import JobFacts, run_relative, validation_of
+from mlplab.run import JobFacts, layer_sizes, run_relative, validation_of
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.safety.resume import finished_metrics
 from mlplab.sweeps.packed_classifier import PackedClassifier
 from mlplab.sweeps.packed_curves import PackedCurves, write
 from mlplab.sweeps.packed_data import PackedMNIST
-from mlplab.sweeps.packed_jobs import PackedCheckpoints, PackedJob
+from mlplab.sweeps.packed_jobs import PackedCheckpoints, PackedJob, SaveEveryJobOnSignal
 from mlplab.sweeps.packed_net import PackedNetworks
 from mlplab.sweeps.packed_resume import (
     jobs_last_checkpoints,
@@ -69,27 +71,41 @@ def packed_jobs(cfgs: list[DictConfig]) -> tuple[PackedNetworks, list[PackedJob]
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
         names = [f"network.{name}" for name, _ in network.named_parameters()]
         networks.append(network)
-        jobs.append(PackedJob(cfg, names, training_flops(network, examples=1)))
+        jobs.append(
+            PackedJob(cfg, names, training_flops(network, examples=1), layer_sizes(network))
+        )
     return PackedNetworks(networks, generators), jobs
 
 
 def packed_callbacks(cfg: DictConfig, jobs: list[PackedJob]) -> list[L.Callback]:
-    """The group's progress bar, and each job's curves, diagnostics and checkpoints."""
+    """The group's progress bar, and each job's curves, diagnostics, checkpoints and the save
+    on a signal, as its callbacks and diagnostics settings ask (mlplab.sweeps.packing checks
+    that each setting is one these honour)."""
     callbacks = cfg.callbacks
     monitor = callbacks.get("learning_rate_monitor")
     lr_tag = f"lr-{get_class(cfg.optimizer._target_).__name__}" if monitor else None
-    diagnostics = cfg.get("diagnostics")
-    histograms = bool(diagnostics and diagnostics.get("histograms", True))
+    diagnostics = instantiate(cfg.diagnostics) if cfg.get("diagnostics") else None
     last = callbacks.get("last_checkpoint")
+    checkpoints = PackedCheckpoints(jobs, last.every_n_train_steps if last else None)
     packed = [
-        PackedCurves(jobs, lr_tag, diagnostics=bool(diagnostics), histograms=histograms),
-        PackedCheckpoints(jobs, last.every_n_train_steps if last else None),
+        PackedCurves(
+            jobs,
+            lr_tag,
+            diagnostics=diagnostics is not None,
+            histograms=bool(diagnostics and diagnostics.histograms),
+            lr_every_step=bool(monitor and monitor.get("logging_interval") == "step"),
+        ),
+        checkpoints,
     ]
+    if callbacks.get("save_on_signal"):
+        packed.append(SaveEveryJobOnSignal(checkpoints))
     progress_bar = callbacks.get("progress_bar")
     return [instantiate(progress_bar), *packed] if progress_bar else packed
 
 
-def fit_and_test_packed(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Outcome]:
+def fit_and_test_packed(
+    cfgs: list[DictConfig], facts: list[JobFacts], extra_callbacks: tuple[L.Callback, ...] = ()
+) -> list[Outcome]:
     """Train the jobs of `cfgs` as one packed network; each job's outcome, in order.
 
     A job whose config fails its checks fails alone; an error of the group fails each job.
@@ -110,9 +126,11 @@ def fit_and_test_packed(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[O
             outcomes[index] = failed(error)
     if usable:
         try:
-            trained = train_group([cfgs[i] for i in usable], [facts[i] for i in usable])
+            trained = train_group(
+                [cfgs[i] for i in usable], [facts[i] for i in usable], extra_callbacks
+            )
         except Exception as error:  # recorded in each job's metrics.json, as a single run's
-            trained = [failed(error)] * len(usable)
+            trained = [failed(shallow_copy(error)) for _ in usable]  # each job's message its own
         for index, outcome in zip(usable, trained):
             outcomes[index] = outcome
     return outcomes
@@ -155,11 +173,22 @@ def train_group(
     )
     numbers = ", ".join(f"#{job.number}" for job in facts)
     log.info(f"training jobs {numbers} as one packed network of {len(jobs)} copies")
+    device = trainer.strategy.root_device.type
+    for job, job_facts in zip(jobs, facts):
+        log.info(what_it_trains(job.cfg, job_facts.choices, job.layer_sizes, device))
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    if resume_from:
-        resume_from.unlink()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except BaseException:
+        for job in jobs:  # what each job logged up to the stop stays in its files
+            for logger in job.loggers:
+                logger.finalize("failed")
+            close_trackers(job.loggers)
+        raise
+    finally:
+        if resume_from:
+            resume_from.unlink()
     train_seconds = time.perf_counter() - started
     for copy, job in enumerate(jobs):
         if job.best_weights is not None:
@@ -168,10 +197,7 @@ def train_group(
     trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - started
 
-    seconds = {
-        results.TRAIN_SECONDS: round(train_seconds, 3),
-        "test_seconds": round(test_seconds, 3),
-    }
+    seconds = {results.TRAIN_SECONDS: train_seconds, results.TEST_SECONDS: test_seconds}
     return [
         job_outcome(trainer, module, copy, job, hparams[copy], seconds)
         for copy, job in enumerate(jobs)
@@ -192,22 +218,21 @@ def job_outcome(
         return failed(module.diverged[copy])
     fit_results = module.epoch_results  # the last epoch's
     best = job.best.best_model_path if job.best else ""
-    metrics = {
-        "status": "completed",
-        results.TEST_ACC: float(module.test_results["acc"][copy]),
-        results.TEST_LOSS: float(module.test_results["loss"][copy]),
-        **tested_validation(best, fit_results, copy),
-        results.TRAIN_ACC: value_of(fit_results, "train", "acc", copy),
-        results.TRAIN_LOSS: value_of(fit_results, "train", "loss", copy),
-        "epochs": trainer.current_epoch,
-        results.PRETRAIN_SECONDS: 0.0,
-        **seconds,  # the whole group's
-        results.TRAIN_FLOPS: job.flops_per_example * trainer.global_step * job.cfg.data.batch_size,
-        results.PRETRAIN_FLOPS: 0,
-        "best_checkpoint": run_relative(Path(best), job.folder) if best else None,
-        "seed": job.cfg.seed,
-        "packed_jobs": module.network.copies,  # trained together, in train_seconds
-    }
+    metrics = results.completed_metrics(
+        test=copy_values(module.test_results, copy),
+        validation=tested_validation(best, fit_results, copy),
+        training=copy_values(fit_results.get("train", {}), copy),
+        epochs=trainer.current_epoch,
+        seconds=seconds,  # the whole group's
+        flops={
+            results.TRAIN_FLOPS: job.flops_per_example
+            * trainer.global_step
+            * job.cfg.data.batch_size
+        },
+        best_checkpoint=run_relative(Path(best), job.folder) if best else None,
+        seed=job.cfg.seed,
+        packed_jobs=module.network.copies,
+    )
     tested = {key: metrics[key] for key in (results.TEST_ACC, results.TEST_LOSS)}
     write(job, {**tested, "epoch": float(trainer.current_epoch)}, trainer.global_step)
     record_results(job.loggers, hparams, metrics, trainer.global_step)
@@ -215,17 +240,14 @@ def job_outcome(
     return finished(metrics)
 
 
-def value_of(fit_results: dict, stage: str, name: str, copy: int) -> float | None:
-    values = fit_results.get(stage, {}).get(name)
-    return None if values is None else float(values[copy])
+def copy_values(means: dict[str, torch.Tensor], copy: int) -> dict[str, float | None]:
+    """{"acc", "loss"} of copy `copy` among (K,) `means`."""
+    return {name: float(means[name][copy]) if name in means else None for name in ("acc", "loss")}
 
 
 def tested_validation(best: str, fit_results: dict, copy: int) -> dict[str, float | None]:
-    """val/acc and val/loss of the epoch tested: the best checkpoint's, else the last epoch's."""
+    """val acc and loss of the epoch tested: the best checkpoint's, else the last epoch's."""
     if best:
         validated = validation_of(best)
-        return {key: validated.get(key) for key in (results.VAL_ACC, results.VAL_LOSS)}
-    return {
-        results.metric_key("val", name): value_of(fit_results, "val", name, copy)
-        for name in ("acc", "loss")
-    }
+        return {name: validated.get(results.metric_key("val", name)) for name in ("acc", "loss")}
+    return copy_values(fit_results.get("val", {}), copy)

@@ -47,14 +47,57 @@ LR_SCALING_SCHEDULERS = (
     "torch.optim.lr_scheduler.StepLR",
     "torch.optim.lr_scheduler.CosineAnnealingLR",
 )
-# The callbacks a packed group does per job itself (mlplab/sweeps/packed_*.py).
-PACKED_CALLBACKS = (
-    "model_checkpoint",
-    "learning_rate_monitor",
-    "progress_bar",
-    "last_checkpoint",
-    "save_on_signal",
-)
+# The callbacks and diagnostics a packed group does per job itself (mlplab/sweeps/packed_*.py),
+# and for each the settings it honours: the values each may take (None: any value).
+MONITORED = ("val/acc", "val/loss", "train/acc", "train/loss")
+HONOURED_SETTINGS = {
+    "callbacks.model_checkpoint": (
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        {
+            "dirpath": None,
+            "filename": None,
+            "auto_insert_metric_name": None,
+            "monitor": MONITORED,
+            "mode": ("max", "min"),
+            "save_top_k": None,
+            "save_last": (False, None),
+            "enable_version_counter": None,
+            "verbose": None,
+        },
+    ),
+    "callbacks.learning_rate_monitor": (
+        "lightning.pytorch.callbacks.LearningRateMonitor",
+        {"logging_interval": ("epoch", "step"), "log_momentum": (False,)},
+    ),
+    "callbacks.progress_bar": (
+        "lightning.pytorch.callbacks.TQDMProgressBar",
+        {"refresh_rate": None},
+    ),
+    "callbacks.last_checkpoint": (
+        "mlplab.safety.last_checkpoint.LastCheckpoint",
+        {"folder": None, "every_n_train_steps": None},
+    ),
+    "callbacks.save_on_signal": ("mlplab.safety.signals.SaveOnSignal", {"folder": None}),
+    "diagnostics": ("mlplab.diagnostics.TrainingDiagnostics", {"histograms": None}),
+}
+
+
+def unhonoured_setting(cfg: DictConfig) -> str | None:
+    """The first callback or diagnostics setting of `cfg` a packed group does not honour."""
+    for name, node in [*cfg.callbacks.items(), ("diagnostics", cfg.get("diagnostics"))]:
+        key = name if name == "diagnostics" else f"callbacks.{name}"
+        if not node:
+            continue
+        if key not in HONOURED_SETTINGS:
+            return f"{key} is not packed"
+        target, honoured = HONOURED_SETTINGS[key]
+        settings = OmegaConf.to_container(node, resolve=False)  # paths resolve per job, later
+        if settings.pop("_target_") != target:
+            return f"{key}._target_={node._target_} is not packed"
+        for setting, value in settings.items():
+            if setting not in honoured or honoured[setting] and value not in honoured[setting]:
+                return f"{key}.{setting}={value} is not packed"
+    return None
 
 
 def why_not_packed(cfg: DictConfig) -> str | None:
@@ -75,10 +118,7 @@ def why_not_packed(cfg: DictConfig) -> str | None:
         return "it trains on several devices"
     if cfg.compile:
         return "compile=true"
-    extra = [name for name, node in cfg.callbacks.items() if node and name not in PACKED_CALLBACKS]
-    if extra:
-        return f"callbacks {', '.join(extra)} are not packed"
-    return None
+    return unhonoured_setting(cfg)
 
 
 def is_plain_function(activation: DictConfig) -> bool:
