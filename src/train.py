@@ -1,7 +1,7 @@
 """`python -m train [overrides]`: train and test one configuration (or a sweep with -m).
 
 `python -m train resume=<run folder>` continues a stopped run from its last checkpoint.
-This is Hydra's entry point: mlplab.hydra_runtime hands the job a resolved config and the
+This is Hydra's entry point: mlplab.config.hydra_runtime hands the job a resolved config and the
 facts of the job; a known error becomes one line and an exit status.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mlplab.command_checks import check_command_line
-from mlplab.console import silence_known_noise
+from mlplab.config.command_line import check_command_line
 from mlplab.errors import one_line_errors
+from mlplab.record.console import silence_known_noise
 from mlplab.safety.resume import resume_arguments
 from mlplab.safety.run_folders import one_writer, register_unique_suffix_resolver
 
@@ -27,8 +27,8 @@ def main(cfg: DictConfig) -> float:
     silence_known_noise()
     # Imported here so that `--help` and config errors answer before torch is imported.
     from mlplab import results
-    from mlplab.hydra_runtime import started_job
-    from mlplab.run import run_job
+    from mlplab.config.hydra_runtime import started_job
+    from mlplab.job.run import run_job
 
     job = started_job(cfg)
     in_sweep = job.in_sweep

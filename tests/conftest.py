@@ -12,8 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mlplab.config_compose import compose_train_config as compose_run_config
-from mlplab.run import JobFacts, run_job
+from mlplab.config.compose import compose_train_config as compose_run_config
+from mlplab.job.facts import JobFacts
+from mlplab.job.run import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN, TINY_TEST = 600, 200

@@ -15,7 +15,7 @@ def test_ratios_are_taken_within_each_repetition_so_drift_cancels():
 
 def test_arithmetic_rates_are_the_epochs_flops_over_each_repetitions_matrix_product_rate():
     from mlplab.bench import MATMUL_SIZE, PACKED, arithmetic_rates, course_network
-    from mlplab.compute import training_flops
+    from mlplab.model.compute import training_flops
 
     flops = training_flops(course_network(), 1000)
     matmul = 2 * MATMUL_SIZE**3 / 1e11  # a 100 GFLOP/s product; then half as fast

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn.functional import cross_entropy
 
-from mlplab.build import build_classifier
-from mlplab.data import MNISTDataModule
+from mlplab.data.mnist import MNISTDataModule
+from mlplab.job.build import build_classifier
 
 OPTIMIZERS = sorted(
     path.stem

@@ -1,6 +1,6 @@
 """Paths on a command line are taken as they are, whatever their folder names hold."""
 
-from mlplab.command_paths import paths_as_given
+from mlplab.config.paths import paths_as_given
 
 KEYS = ("ckpt_path", "data_root")
 

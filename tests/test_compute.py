@@ -2,8 +2,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mlplab.compute import training_flops
-from mlplab.nets import MLP, Maxout, SoftmaxRegression
+from mlplab.model.compute import training_flops
+from mlplab.model.nets import MLP, Maxout, SoftmaxRegression
 
 
 def measured_training_flops(network: nn.Module, batch: int) -> int:
@@ -24,7 +24,7 @@ def test_training_flops_equal_what_pytorch_counts_for_forward_and_backward_passe
 
 
 def test_run_reports_training_flops_of_every_step_and_no_pretraining(small_run_config, tmp_path):
-    from mlplab.build import build_network
+    from mlplab.job.build import build_network
     from tests.conftest import TINY_TRAIN, train
     from tests.test_run import read_metrics
 

@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from mlplab.config_checks import check_config
+from mlplab.config.checks import check_config
 from mlplab.errors import ConfigError
 
 
@@ -76,7 +76,7 @@ def test_linear_model_needs_no_hidden_sizes(small_run_config):
     cfg = small_run_config("model=linear")
     assert "hidden_sizes" not in cfg.model
     check_config(cfg)
-    assert OmegaConf.select(cfg, "model._target_") == "mlplab.nets.SoftmaxRegression"
+    assert OmegaConf.select(cfg, "model._target_") == "mlplab.model.nets.SoftmaxRegression"
 
 
 def test_activation_chosen_for_a_model_without_hidden_layers_is_refused_with_the_reason(

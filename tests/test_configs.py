@@ -8,12 +8,12 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from mlplab.build import build_trainer
-from mlplab.config_checks import check_config
-from mlplab.data import MNISTDataModule
+from mlplab.config.checks import check_config
+from mlplab.data.mnist import MNISTDataModule
 from mlplab.errors import ConfigError
-from mlplab.nets import init_linear_weights
-from mlplab.trackers import build_loggers
+from mlplab.job.build import build_trainer
+from mlplab.model.nets import init_linear_weights
+from mlplab.record.trackers import build_loggers
 
 CONF = Path(__file__).parents[1] / "conf"
 

@@ -8,8 +8,8 @@ import pytest
 from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
-from mlplab import command_checks
-from mlplab.command_checks import check_command_line
+from mlplab.config import command_line
+from mlplab.config.command_line import check_command_line
 from mlplab.errors import ConfigError
 from tests.conftest import REPO, SMALL_RUN
 from tests.test_cli import run_train
@@ -56,7 +56,7 @@ def test_a_config_mistake_is_answered_without_importing_torch(tmp_path):
     )
     assert result.returncode == 2
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
-    assert "mlplab.config_checks" in imported
+    assert "mlplab.config.checks" in imported
     assert "torch" not in imported and "lightning" not in imported
 
 
@@ -78,22 +78,22 @@ def test_jobs_that_differ_only_in_values_share_one_composition_and_end_as_compos
     monkeypatch,
 ):
     compositions = []
-    compose_job = command_checks.composed
+    compose_job = command_line.composed
     monkeypatch.setattr(
-        command_checks,
+        command_line,
         "composed",
         lambda *args: compositions.append(args) or compose_job(*args),
     )
     first = ["seed=1", "model.dropout=0.1", "optimizer.lr=0.1", "model.hidden_sizes=[8]"]
     second = ["seed=7", "model.dropout=0.2", "optimizer.lr=0.01", "model.hidden_sizes=[64,32]"]
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        jobs = command_checks.JobConfigs("train")
+        jobs = command_line.JobConfigs("train")
         jobs.config(first)
         from_values = jobs.config(second)
         assert len(compositions) == 1
         jobs.config(["activation=tanh", *second])  # another config group: composed in full
         assert len(compositions) == 2
-        full = command_checks.JobConfigs("train").config(second)
+        full = command_line.JobConfigs("train").config(second)
     assert OmegaConf.to_container(from_values) == OmegaConf.to_container(full)
     assert (from_values.seed, from_values.model.hidden_sizes) == (7, [64, 32])
 

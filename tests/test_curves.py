@@ -2,7 +2,7 @@
 
 import torch
 
-from mlplab.curves import CurveFile, read_curves
+from mlplab.record.curves import CurveFile, read_curves
 from mlplab.results import CURVES_FILE
 
 

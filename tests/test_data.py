@@ -8,9 +8,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mlplab.config_compose import compose_train_config
-from mlplab.data import MNISTDataModule, TensorBatches
-from mlplab.dataset_files import DATASETS, load_split
+from mlplab.config.compose import compose_train_config
+from mlplab.data.files import DATASETS, load_split
+from mlplab.data.mnist import MNISTDataModule, TensorBatches
 from mlplab.errors import ConfigError
 from tests.conftest import (
     TINY_TEST,
@@ -216,7 +216,7 @@ def test_label_outside_the_classes_is_refused_when_the_data_loads(tiny_mnist):
 
 
 def test_a_run_decodes_each_split_once(small_run_config, monkeypatch):
-    from mlplab import dataset_files
+    from mlplab.data import files as dataset_files
     from tests.conftest import train
 
     decoded = []

@@ -5,13 +5,13 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from mlplab.diagnostics import (
+from mlplab.model.nets import MLP, linear_layers
+from mlplab.record.diagnostics import (
     dead_fraction,
     gradient_norms,
     hidden_outputs,
     saturated_fraction,
 )
-from mlplab.nets import MLP, linear_layers
 from tests.conftest import train
 
 DEEP = "model.hidden_sizes=[64,64,64,64,64,64]"

@@ -7,7 +7,7 @@ import pytest
 import torch.distributed
 from omegaconf import OmegaConf
 
-from mlplab.build import build_trainer
+from mlplab.job.build import build_trainer
 from mlplab.scale.distributed import (
     PROCESS_GROUP_VARIABLES,
     HydraJobDDPStrategy,

@@ -37,7 +37,7 @@ def test_presets_set_the_course_setups(tmp_path, tiny_mnist):
         return compose_train_config(tmp_path / name, tiny_mnist, [f"experiment={name}"])
 
     softmax = preset("lab09_1_softmax")
-    assert softmax.model._target_ == "mlplab.nets.SoftmaxRegression"
+    assert softmax.model._target_ == "mlplab.model.nets.SoftmaxRegression"
     assert softmax.init.weight._target_ == "torch.nn.init.normal_"
     deep = preset("lab09_4_deep")
     assert list(deep.model.hidden_sizes) == [512, 512, 512, 512]
@@ -60,7 +60,7 @@ def test_rbm_vs_xavier_sweeps_three_inits_of_the_deep_sigmoid_net_and_a_relu_ref
 
     from hydra import compose, initialize_config_dir
 
-    from mlplab.config_compose import CONF
+    from mlplab.config.compose import CONF
     from tests.conftest import compose_train_config
 
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):

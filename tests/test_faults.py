@@ -13,7 +13,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mlplab import results
 from mlplab.errors import ConfigError, RunInterrupted, WriteFailed
-from mlplab.run import JobFacts, run_job
+from mlplab.job.facts import JobFacts
+from mlplab.job.run import run_job
 from mlplab.safety.run_folders import lock_run_folder
 from tests.conftest import SMALL_RUN, train
 from tests.test_run import send_signal_at

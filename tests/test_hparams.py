@@ -2,8 +2,8 @@
 
 import pytest
 
-from mlplab.config_compose import compose_train_config
-from mlplab.hparams import compared_hparams
+from mlplab.config.compose import compose_train_config
+from mlplab.record.hparams import compared_hparams
 from tests.conftest import composed_choices
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile
 
-from mlplab.data import load_split
+from mlplab.data.image_decoding import FORMAT_NAMES, WORKING_SIDE, ImageRefused, decode_image
+from mlplab.data.images import CENTRE, LAYOUTS, SIZE, prepare_image
+from mlplab.data.mnist import load_split
 from mlplab.errors import ConfigError
-from mlplab.image_decoding import FORMAT_NAMES, WORKING_SIDE, ImageRefused, decode_image
-from mlplab.images import CENTRE, LAYOUTS, SIZE, prepare_image
 from tests.conftest import real_data, write_blank_png
 
 
@@ -149,8 +149,8 @@ def test_refusing_hostile_images_keeps_peak_memory_at_what_importing_takes(tmp_p
     script = f"""
 import resource, sys
 from pathlib import Path
-from mlplab.image_decoding import ImageRefused
-from mlplab.images import prepare_image
+from mlplab.data.image_decoding import ImageRefused
+from mlplab.data.images import prepare_image
 imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for path in ({str(bomb)!r}, {str(huge)!r}):
     try:

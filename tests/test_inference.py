@@ -14,9 +14,9 @@ from PIL import Image
 from torch.nn.functional import cross_entropy
 
 from mlplab import ImagesRefused, load_checkpoint, predict
-from mlplab.data import load_split, to_features
+from mlplab.data.mnist import load_split, to_features
 from mlplab.errors import ConfigError
-from mlplab.inference import TrainedNetwork
+from mlplab.use.trained_network import TrainedNetwork
 from tests.conftest import (
     REPO,
     SMALL_RUN,

@@ -1,4 +1,4 @@
-"""What mlplab.lightning_internals takes from Lightning holds for the installed Lightning.
+"""What mlplab.engines.lightning_internals takes from Lightning holds for the installed Lightning.
 
 Each test names the internal it checks: the trainer's checkpoint connector, where the training
 loader's state sits in a checkpoint, and ModelCheckpoint's record of its best files.
@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from mlplab.lightning_internals import (
+from mlplab.engines.lightning_internals import (
     is_among_best,
     keep_among_best,
     trainer_checkpoint,

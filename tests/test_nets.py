@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from mlplab.nets import MLP, Maxout, SoftmaxRegression, init_linear_weights, linear_layers
+from mlplab.model.nets import MLP, Maxout, SoftmaxRegression, init_linear_weights, linear_layers
 
 
 def test_mlp_maps_images_to_logits_through_the_hidden_sizes():

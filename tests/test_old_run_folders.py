@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlplab.evaluation import evaluate_checkpoint
-from mlplab.inference import load_checkpoint
-from mlplab.sweeps.report import write_report
+from mlplab.sweeps.summary import write_report
+from mlplab.use.checkpoint_test import evaluate_checkpoint
+from mlplab.use.trained_network import load_checkpoint
 from tests.conftest import REPO, tiny_digits, write_tiny_mnist
 
 WRITTEN_BY_0_1_0 = REPO / "tests" / "data" / "written_by_0.1.0"

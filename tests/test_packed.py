@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlplab.engines.packed.train import fit_and_test_packed
 from mlplab.errors import RunInterrupted, TrainingDiverged
-from mlplab.run import JobFacts, record_outcome
-from mlplab.sweeps.packed_run import fit_and_test_packed
+from mlplab.job.facts import JobFacts
+from mlplab.job.outcome import record_outcome
 from tests.conftest import SMALL_RUN, compose_train_config, train, write_tiny_mnist
 from tests.test_run import SendSignalAtStep
 

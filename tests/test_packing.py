@@ -63,7 +63,10 @@ def test_jobs_differing_in_learning_rate_pack_where_their_steps_scale_with_it(
     [
         (["optimizer=lbfgs"], "optimizer torch.optim.LBFGS does not update each weight"),
         (["model.batchnorm=true"], "batch norm"),
-        (["activation=maxout"], "activation mlplab.nets.Maxout has weights or changes the width"),
+        (
+            ["activation=maxout"],
+            "activation mlplab.model.nets.Maxout has weights or changes the width",
+        ),
         (["activation=prelu"], "activation torch.nn.PReLU has weights"),
         (["trainer=ddp_cpu"], "it trains on several devices"),
         (["compile=true"], "compile=true"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlplab.images import prepare_image
+from mlplab.data.images import prepare_image
 from tests.conftest import (
     SMALL_RUN,
     compose_train_config,

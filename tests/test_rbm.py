@@ -7,9 +7,9 @@ from torch import nn
 from torch.nn.functional import softplus
 from torch.utils.flop_counter import FlopCounterMode
 
-from mlplab.data import MNISTDataModule
-from mlplab.nets import MLP, linear_layers
-from mlplab.rbm import RBM, RBMPretraining
+from mlplab.data.mnist import MNISTDataModule
+from mlplab.model.nets import MLP, linear_layers
+from mlplab.model.rbm import RBM, RBMPretraining
 from tests.conftest import TINY_TRAIN, train
 from tests.test_run import read_metrics, scalar_points
 
@@ -77,8 +77,8 @@ def test_run_starts_its_supervised_training_from_the_pretrained_weights(
     output layer PyTorch's default init."""
     import lightning as L
 
-    from mlplab.build import build_network
-    from mlplab.classifier import Classifier
+    from mlplab.engines.single.classifier import Classifier
+    from mlplab.job.build import build_network
 
     cfg = small_run_config(*RBM_RUN)
     at_first_step = []

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mlplab.sweeps.report import configuration_labels, markdown_table, write_report
+from mlplab.sweeps.summary import configuration_labels, markdown_table, write_report
 from tests.conftest import SMALL_RUN
 
 
@@ -127,7 +127,7 @@ def write_job(folder, overrides: list[str], metrics: dict, scalars: dict[str, li
 
     import yaml
 
-    from mlplab.curves import CurveFile
+    from mlplab.record.curves import CurveFile
 
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))

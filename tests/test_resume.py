@@ -215,8 +215,9 @@ def test_resuming_a_finished_run_with_no_epochs_left_is_refused_and_changes_noth
 
 
 def test_a_finished_sweep_job_run_again_keeps_its_results(small_run_config, finished_run):
-    from mlplab.run import JobFacts, run_job
-    from mlplab.sweeps.packed_run import fit_and_test_packed
+    from mlplab.engines.packed.train import fit_and_test_packed
+    from mlplab.job.facts import JobFacts
+    from mlplab.job.run import run_job
 
     before = folder_state(finished_run)
     recorded = json.loads((finished_run / "metrics.json").read_text())

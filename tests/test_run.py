@@ -9,11 +9,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mlplab.build import build_trainer
 from mlplab.errors import ConfigError, RunInterrupted, TrainingDiverged
-from mlplab.evaluation import evaluate_checkpoint
-from mlplab.hparams import compared_hparams
+from mlplab.job.build import build_trainer
+from mlplab.record.hparams import compared_hparams
 from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.use.checkpoint_test import evaluate_checkpoint
 from tests.conftest import train, write_tiny_mnist
 
 TIMINGS = ("train_seconds", "test_seconds")
@@ -165,7 +165,7 @@ def test_scheduler_changes_the_learning_rate_per_epoch(small_run_config, tmp_pat
 
 
 def test_compile_compiles_the_network_in_place_and_keeps_parameter_names(small_run_config):
-    from mlplab.build import build_classifier
+    from mlplab.job.build import build_classifier
 
     plain = build_classifier(small_run_config())
     compiled = build_classifier(small_run_config("compile=true"))

@@ -12,10 +12,10 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.functional import cross_entropy
 
-from mlplab.build import build_classifier
-from mlplab.data import load_split, to_features
-from mlplab.evaluation import evaluate_checkpoint
+from mlplab.data.mnist import load_split, to_features
+from mlplab.job.build import build_classifier
 from mlplab.safety.checkpoints import read_checkpoint
+from mlplab.use.checkpoint_test import evaluate_checkpoint
 from tests.conftest import SMALL_RUN, TINY_TEST
 from tests.test_cli import run_train
 from tests.test_resume import final_weights, results, start_train, wait_for_step

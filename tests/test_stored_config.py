@@ -20,8 +20,8 @@ from PIL import Image
 
 from mlplab import load_checkpoint
 from mlplab.errors import ConfigError
-from mlplab.evaluation import evaluate_checkpoint
 from mlplab.safety.resume import resume_arguments
+from mlplab.use.checkpoint_test import evaluate_checkpoint
 from tests.conftest import REPO, SMALL_RUN, compose_train_config, train, write_tiny_mnist
 
 PRECIOUS = "a file that no config may touch\n"
@@ -191,7 +191,7 @@ def every_option() -> list[str]:
 
 
 def test_every_option_of_conf_is_accepted_in_the_configs_a_run_stores(tmp_path):
-    from mlplab.stored_config import check_stored_config
+    from mlplab.config.stored import check_stored_config
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         for option in every_option():

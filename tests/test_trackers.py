@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from mlplab.hparams import compared_hparams
+from mlplab.record.hparams import compared_hparams
+from mlplab.record.trackers import RUN_FOLDER_TAG
 from mlplab.results import read_metrics
-from mlplab.trackers import RUN_FOLDER_TAG
 from tests.conftest import SMALL_RUN, compose_train_config, composed_choices, train
 from tests.test_cli import run_train
 

@@ -11,7 +11,7 @@ __all__ = ["load_checkpoint", "predict", "ImagesRefused"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from mlplab import inference
+        from mlplab.use import trained_network
 
-        return getattr(inference, name)
+        return getattr(trained_network, name)
     raise AttributeError(f"module 'mlplab' has no attribute {name!r}")

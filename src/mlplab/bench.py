@@ -28,14 +28,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from mlplab.build import build_classifier, build_trainer
-from mlplab.compute import training_flops
-from mlplab.config_compose import compose_train_config
-from mlplab.cuda_check import skip_nvml_check_without_driver
-from mlplab.data import MNISTDataModule, TensorBatches
+from mlplab.config.compose import compose_train_config
+from mlplab.data.mnist import MNISTDataModule, TensorBatches
+from mlplab.engines.packed.train import train_group
+from mlplab.job.build import build_classifier, build_trainer
+from mlplab.job.facts import JobFacts
+from mlplab.model.compute import training_flops
 from mlplab.results import METRICS_FILE, SUMMARY_CSV
-from mlplab.run import JobFacts
-from mlplab.sweeps.packed_run import train_group
+from mlplab.scale.cuda_check import skip_nvml_check_without_driver
 
 
 def course_network() -> nn.Module:
@@ -265,7 +265,7 @@ def matmul_seconds(repetitions: int = 10) -> float:
 
 
 def arithmetic_rates(seconds: dict[str, list[float]], examples: int) -> dict[str, dict]:
-    """GFLOP/s of the epochs' matrix products (mlplab.compute's count), each repetition's
+    """GFLOP/s of the epochs' matrix products (mlplab.model.compute's count), each repetition's
     share of that repetition's matrix-product rate: how close an epoch is to the arithmetic."""
     epoch_flops = training_flops(course_network(), examples)
     peak = [2 * MATMUL_SIZE**3 / matmul for matmul in seconds["matmul"]]

@@ -6,7 +6,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mlplab.command_paths import paths_as_given
+from mlplab.config.paths import paths_as_given
 
 # Taken as they are: a sweep job's folder (0_seed=1,trainer.max_epochs=1) needs no quoting.
 PATH_KEYS = ("ckpt_path", "data_root")
@@ -14,8 +14,8 @@ PATH_KEYS = ("ckpt_path", "data_root")
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from mlplab.console import silence_known_noise
-    from mlplab.evaluation import evaluate  # imported here so `--help` answers fast
+    from mlplab.record.console import silence_known_noise
+    from mlplab.use.checkpoint_test import evaluate  # imported here so `--help` answers fast
 
     silence_known_noise()
     evaluate(cfg)

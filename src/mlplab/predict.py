@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlplab.inference import Prediction
+    from mlplab.use.trained_network import Prediction
 
 PROGRAM = "python -m mlplab.predict"
 
@@ -26,8 +26,8 @@ def image_files(paths: list[Path]) -> list[Path]:
     """The files named, with a folder standing for the image files directly inside it."""
     from PIL import Image
 
+    from mlplab.data.image_decoding import FORMATS
     from mlplab.errors import ConfigError
-    from mlplab.image_decoding import FORMATS
 
     extensions = {name for name, kind in Image.registered_extensions().items() if kind in FORMATS}
     files = []
@@ -89,7 +89,7 @@ def main() -> None:
     from PIL import Image  # imported here so that `--help` answers fast
 
     from mlplab.errors import one_line_errors
-    from mlplab.inference import load_checkpoint, predict
+    from mlplab.use.trained_network import load_checkpoint, predict
 
     with one_line_errors():
         network = load_checkpoint(arguments.checkpoint)

@@ -13,7 +13,7 @@ def main() -> None:
 
     from mlplab import results
     from mlplab.errors import one_line_errors
-    from mlplab.sweeps.report import write_report
+    from mlplab.sweeps.summary import write_report
 
     with one_line_errors():
         write_report(sweep_dir)

@@ -2,7 +2,7 @@
 
 Hydra finds launchers in the hydra_plugins package; this one runs the jobs in this process,
 like Hydra's basic launcher, but hands each group of packable jobs (mlplab.sweeps.packing)
-to mlplab.sweeps.packed_run as one training. Each job still gets its folder, its .hydra/
+to mlplab.engines.packed.train as one training. Each job still gets its folder, its .hydra/
 files and its train.log from Hydra's run_job, and its result goes back to the sweeper.
 It imports mlplab's training modules only when it launches: Hydra imports every plugin at
 start-up, `--help` included.
@@ -45,7 +45,7 @@ class PackedLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from mlplab.console import silence_known_noise
+        from mlplab.record.console import silence_known_noise
 
         silence_known_noise()
         from mlplab.sweeps.packing import packing_groups
@@ -93,7 +93,7 @@ class PackedLauncher(Launcher):
 
     def run_packed(self, configs: list[DictConfig]) -> list[JobReturn]:
         """Start each job (folder, .hydra/, train.log), train them as one, finish each."""
-        from mlplab.sweeps.packed_run import fit_and_test_packed
+        from mlplab.engines.packed.train import fit_and_test_packed
 
         started = [self.run(config, start_job).return_value for config in configs]
         cfgs, facts = zip(*started)
@@ -146,7 +146,7 @@ def describe(overrides: Sequence[str]) -> str:
 
 def start_job(cfg: DictConfig) -> tuple[DictConfig, Any]:
     """The job's resolved config and facts, taken while Hydra has set the job up."""
-    from mlplab.hydra_runtime import started_job
+    from mlplab.config.hydra_runtime import started_job
 
     facts = started_job(cfg)
     return cfg, facts
@@ -156,7 +156,7 @@ def finish_job(outcome: Any, cfg: DictConfig) -> float:
     """Record the job's outcome in its metrics.json, as `python -m train` records a job's."""
     from mlplab import results
     from mlplab.errors import one_line_errors
-    from mlplab.run import record_outcome
+    from mlplab.job.outcome import record_outcome
 
     OmegaConf.resolve(cfg)
     with one_line_errors(stop=False):

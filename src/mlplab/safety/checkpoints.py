@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import mlplab.results as results
+from mlplab.config.stored import check_stored_config, with_current_targets
 from mlplab.errors import ConfigError
-from mlplab.stored_config import check_stored_config
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -115,10 +115,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 def read_checkpoint_to_rebuild(path: Path) -> dict[str, Any]:
     """A checkpoint whose network is rebuilt from its stored config: that config checked
-    against conf/'s options (mlplab.stored_config) before anything is built from it."""
+    against conf/'s options (mlplab.config.stored) before anything is built from it."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint["hyper_parameters"]
     check_stored_config(hparams, path)
+    hparams = checkpoint["hyper_parameters"] = with_current_targets(hparams)
     if not (isinstance(hparams.get("data"), dict) and "dataset" in hparams["data"]):
         raise ConfigError(
             f"{path} does not record the dataset it was trained on (an mlplab from before "

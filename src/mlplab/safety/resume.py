@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlplab.command_paths import hydra_quoted
+from mlplab.config.paths import hydra_quoted
+from mlplab.config.stored import moved_targets, read_run_config
 from mlplab.errors import ConfigError
 from mlplab.results import read_metrics
-from mlplab.stored_config import read_run_config
 
 # What a resumed run may change: how long it trains, where it runs and reads data, what it
 # prints. Anything else would make it a different run than the one its checkpoint belongs to.
@@ -23,7 +23,7 @@ SAFE_OVERRIDES = (
 
 def saved_config(run_dir: Path) -> tuple[Path, dict]:
     """The config a run folder was trained with: its path and its contents, checked as data
-    (mlplab.stored_config); ConfigError if the folder is not a run or its config holds what
+    (mlplab.config.stored); ConfigError if the folder is not a run or its config holds what
     conf/'s options cannot."""
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file():
@@ -97,6 +97,8 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         # report labels a job by them).
         "hydra.output_subdir=null",
         f"++resume={hydra_quoted(str(run_dir))}",
+        # A class an earlier mlplab stored under another module path, named where it is now.
+        *(f"++{key}._target_={target}" for key, target in moved_targets(saved).items()),
         *overrides,
     ]
 

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 
 import mlplab.results as results
-from mlplab.curves import read_curves
 from mlplab.errors import ConfigError
+from mlplab.record.curves import read_curves
 
 
 @dataclass

@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 # Settings each copy of a packed network has for itself.
 PER_COPY_KEYS = ("seed", "init", "activation", "model.dropout")
-PACKED_MODELS = ("mlplab.nets.MLP", "mlplab.nets.SoftmaxRegression")
-PACKED_DATA = "mlplab.data.MNISTDataModule"
+PACKED_MODELS = ("mlplab.model.nets.MLP", "mlplab.model.nets.SoftmaxRegression")
+PACKED_DATA = "mlplab.data.mnist.MNISTDataModule"
 # Optimisers whose step moves each weight by the learning rate times an amount that does not
 # depend on the learning rate (their state - momentum, moments - never holds it): a copy's
 # own rate is then the group's step scaled, for SGD and Adam alike.
@@ -78,7 +78,7 @@ HONOURED_SETTINGS = {
         {"folder": None, "every_n_train_steps": None},
     ),
     "callbacks.save_on_signal": ("mlplab.safety.signals.SaveOnSignal", {"folder": None}),
-    "diagnostics": ("mlplab.diagnostics.TrainingDiagnostics", {"histograms": None}),
+    "diagnostics": ("mlplab.record.diagnostics.TrainingDiagnostics", {"histograms": None}),
 }
 
 
@@ -123,7 +123,7 @@ def why_not_packed(cfg: DictConfig) -> str | None:
 
 def is_plain_function(activation: DictConfig) -> bool:
     """An activation without weights that keeps the width (not PReLU, not maxout)."""
-    from mlplab.nets import Maxout
+    from mlplab.model.nets import Maxout
 
     unit = instantiate(activation)()
     return not isinstance(unit, Maxout) and not any(True for _ in unit.parameters())

@@ -1,8 +1,8 @@
 """A packed group that finds every job's last.ckpt in its folder continues as a group.
 
 That is a requeued or re-run sweep (sweep folders are new for every sweep otherwise), as for
-a job trained alone (mlplab.run.resume_checkpoint). The jobs' single-network checkpoints
-are stacked back into the checkpoint the packed trainer continues from.
+a job trained alone (mlplab.engines.single.train.resume_checkpoint). The jobs' single-network
+checkpoints are stacked back into the checkpoint the packed trainer continues from.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 import mlplab.results as results
-from mlplab.data import MNISTDataModule
-from mlplab.lightning_internals import with_training_loader_state
-from mlplab.run import JobFacts
+from mlplab.data.mnist import MNISTDataModule
+from mlplab.engines.lightning_internals import with_training_loader_state
+from mlplab.engines.packed.checkpoints import PackedJob
+from mlplab.engines.packed.classifier import PackedClassifier
+from mlplab.engines.packed.data import PackedMNIST
+from mlplab.job.facts import JobFacts
 from mlplab.safety.checkpoints import read_checkpoint
-from mlplab.sweeps.packed_classifier import PackedClassifier
-from mlplab.sweeps.packed_data import PackedMNIST
-from mlplab.sweeps.packed_jobs import PackedJob
 
 log = logging.getLogger(__name__)
 

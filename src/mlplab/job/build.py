@@ -13,11 +13,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mlplab.classifier import Classifier
-from mlplab.nets import init_linear_weights
+from mlplab.engines.single.classifier import Classifier
+from mlplab.model.nets import init_linear_weights
+from mlplab.record.trackers import build_loggers
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.scale.distributed import HydraJobDDPStrategy
-from mlplab.trackers import build_loggers
 
 
 def build_network(cfg: DictConfig) -> nn.Module:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlplab.nets import linear_layers
+from mlplab.model.nets import linear_layers
 
 
 def dropout_rate(network: nn.Module) -> float:

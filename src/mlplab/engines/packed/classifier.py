@@ -13,9 +13,9 @@ import lightning as L
 import torch
 from torch.nn.functional import cross_entropy
 
-from mlplab.classifier import OptimizerFactory, SchedulerFactory, divergence
+from mlplab.engines.packed.network import PackedNetworks
+from mlplab.engines.single.classifier import OptimizerFactory, SchedulerFactory, divergence
 from mlplab.errors import TrainingDiverged
-from mlplab.sweeps.packed_net import PackedNetworks
 
 
 class CopySums:

@@ -18,18 +18,18 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 import mlplab.results as results
-from mlplab.data import MNISTDataModule
-from mlplab.lightning_internals import (
+from mlplab.data.mnist import MNISTDataModule
+from mlplab.engines.lightning_internals import (
     is_among_best,
     keep_among_best,
     trainer_checkpoint,
     training_loader_state,
     with_training_loader_state,
 )
+from mlplab.engines.packed.classifier import PackedClassifier
+from mlplab.engines.packed.network import PackedNetworks
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.safety.signals import StopOnSignal
-from mlplab.sweeps.packed_classifier import PackedClassifier
-from mlplab.sweeps.packed_net import PackedNetworks
 
 
 @dataclass
@@ -38,7 +38,7 @@ class PackedJob:
 
     cfg: DictConfig
     parameter_names: list[str]  # a single Classifier's state_dict keys, in parameter order
-    flops_per_example: int  # of one training example through its network (mlplab.compute)
+    flops_per_example: int  # of one training example through its network (mlplab.model.compute)
     layer_sizes: list[int]  # its network's input size, then each Linear layer's output size
     loggers: list[Logger] = field(default_factory=list)
     best: ModelCheckpoint | None = None  # the job's own callback: its file names and state

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mlplab.nets import linear_layers
+from mlplab.model.nets import linear_layers
 
 FLOPS_PER_MULTIPLY_ADD = 2
 

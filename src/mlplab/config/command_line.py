@@ -21,7 +21,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab.config_checks import check_additions, check_config
+from mlplab.config.checks import check_additions, check_config
 from mlplab.errors import ConfigError
 
 # Flags that print something instead of running: Hydra answers them itself.

@@ -1,7 +1,7 @@
 """A packed group: build its jobs as one stacked network, fit, test each job's best weights.
 
 Each job gets what a single run of it writes (its trackers' curves, best and last
-checkpoints; metrics.json through mlplab.run.record_outcome), computed from its own slice.
+checkpoints; metrics.json through mlplab.job.outcome.record_outcome), computed from its own slice.
 """
 
 from __future__ import annotations
@@ -19,28 +19,35 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 import mlplab.results as results
-from mlplab.build import build_network
-from mlplab.compute import training_flops
-from mlplab.config_checks import check_config
-from mlplab.console import what_it_trains
-from mlplab.cuda_check import skip_nvml_check_without_driver
-from mlplab.errors import KnownError
-from mlplab.hparams import compared_hparams
-from mlplab.run import JobFacts, layer_sizes, run_relative, validation_of
-from mlplab.safety.checkpoints import AtomicCheckpointIO
-from mlplab.safety.resume import finished_metrics
-from mlplab.sweeps.packed_classifier import PackedClassifier
-from mlplab.sweeps.packed_curves import PackedCurves, write
-from mlplab.sweeps.packed_data import PackedMNIST
-from mlplab.sweeps.packed_jobs import PackedCheckpoints, PackedJob, SaveEveryJobOnSignal
-from mlplab.sweeps.packed_net import PackedNetworks
-from mlplab.sweeps.packed_resume import (
+from mlplab.config.checks import check_config
+from mlplab.engines.packed.checkpoints import PackedCheckpoints, PackedJob, SaveEveryJobOnSignal
+from mlplab.engines.packed.classifier import PackedClassifier
+from mlplab.engines.packed.curves import PackedCurves, write
+from mlplab.engines.packed.data import PackedMNIST
+from mlplab.engines.packed.network import PackedNetworks
+from mlplab.engines.packed.resume import (
     jobs_last_checkpoints,
     packed_checkpoint,
     restore_jobs,
     save_for_trainer,
 )
-from mlplab.trackers import build_loggers, close_trackers, record_hyperparameters, record_results
+from mlplab.errors import KnownError
+from mlplab.job.build import build_network
+from mlplab.job.facts import JobFacts
+from mlplab.job.outcome import run_relative, validation_of
+from mlplab.model.compute import training_flops
+from mlplab.model.nets import layer_sizes
+from mlplab.record.console import what_it_trains
+from mlplab.record.hparams import compared_hparams
+from mlplab.record.trackers import (
+    build_loggers,
+    close_trackers,
+    record_hyperparameters,
+    record_results,
+)
+from mlplab.safety.checkpoints import AtomicCheckpointIO
+from mlplab.safety.resume import finished_metrics
+from mlplab.scale.cuda_check import skip_nvml_check_without_driver
 
 log = logging.getLogger(__name__)
 

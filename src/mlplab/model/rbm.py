@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.nn.functional import linear
 
-from mlplab.compute import FLOPS_PER_MULTIPLY_ADD
-from mlplab.nets import linear_layers
+from mlplab.model.compute import FLOPS_PER_MULTIPLY_ADD
+from mlplab.model.nets import linear_layers
 from mlplab.results import RECONSTRUCTION_ERROR, layer_tag
 
 INITIAL_WEIGHT_STD = 0.01  # the guide's N(0, 0.01^2): small enough not to saturate any unit

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import lightning as L
 import torch
 
-from mlplab.data import (
+from mlplab.data.mnist import (
     MNISTDataModule,
     TensorBatches,
     load_split,

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab.run import JobFacts
+from mlplab.job.facts import JobFacts
 from mlplab.safety.resume import saved_choices
 from mlplab.scale.distributed import job_command
 from mlplab.scale.job_resources import available_cores, jobs_at_once

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlplab.image_decoding import ImageRefused, decode_image
+from mlplab.data.image_decoding import ImageRefused, decode_image
 
 SIZE = 28  # pixels a side: what the network sees
 # The centre of mass of MNIST's training images lies within half a pixel of (14, 14), counting
@@ -50,7 +50,8 @@ def read_ink(path: Path) -> np.ndarray:
     A drawing on a transparent canvas is its opacity. Otherwise the image is made greyscale and
     inverted when its background (the median grey level) is light; the background level is
     then taken off, so grey paper becomes black. A large image is first reduced to at most
-    WORKING_SIDE pixels a side (`mlplab.image_decoding`); ImageRefused for a file it cannot read.
+    WORKING_SIDE pixels a side (`mlplab.data.image_decoding`); ImageRefused for a file it
+    cannot read.
     """
     image = decode_image(path)
     if image.has_transparency_data:

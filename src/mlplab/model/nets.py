@@ -92,3 +92,9 @@ def init_linear_weights(
     with torch.no_grad():
         for layer in linear_layers(network):
             weight_init(layer.weight)
+
+
+def layer_sizes(network: nn.Module) -> list[int]:
+    """Input size, then each Linear layer's output size: [784, 256, 256, 10]."""
+    layers = linear_layers(network)
+    return [layers[0].in_features, *(layer.out_features for layer in layers)]

@@ -1,5 +1,5 @@
 """MNIST-format datasets (MNIST, Fashion-MNIST, KMNIST) as one preloaded tensor per split,
-served in shuffled index-slice batches; `mlplab.dataset_files` finds and reads the files."""
+served in shuffled index-slice batches; `mlplab.data.files` finds and reads the files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from mlplab.dataset_files import ensure_files, load_split
+from mlplab.data.files import ensure_files, load_split
 from mlplab.errors import ConfigError
 
 

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import (
 )
 from omegaconf import DictConfig
 
-from mlplab.curves import CurveFile
+from mlplab.record.curves import CurveFile
 from mlplab.results import HPARAMS_RESULTS, result_tag
 
 RUN_FOLDER_TAG = "mlplab.run_folder"  # MLflow tag: the run folder a tracker run belongs to

@@ -12,11 +12,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mlplab.build import load_classifier
-from mlplab.data import to_features
+from mlplab.data.image_decoding import ImageRefused
+from mlplab.data.images import prepare_image
+from mlplab.data.mnist import to_features
 from mlplab.errors import ConfigError
-from mlplab.image_decoding import ImageRefused
-from mlplab.images import prepare_image
+from mlplab.job.build import load_classifier
 from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint_to_rebuild
 
 
@@ -88,7 +88,7 @@ class ImagesRefused(ConfigError):
 def predict(network: TrainedNetwork, paths: Iterable[str | Path], top: int = 3) -> list[Prediction]:
     """Classify image files (PNG, JPEG; any size, colour or grey, dark ink on light paper or
     light on dark), each prepared as the images of the network's dataset were made
-    (`mlplab.images`). One Prediction per file, in order; ImagesRefused when a file is not an
+    (`mlplab.data.images`). One Prediction per file, in order; ImagesRefused when a file is not an
     image, damaged, too large or blank, after the others are classified."""
     prepared, refused = [], []
     for path in map(Path, paths):

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import mlplab.results as results
-from mlplab.build import load_classifier
 from mlplab.errors import ConfigError, one_line_errors
+from mlplab.job.build import load_classifier
 from mlplab.safety.checkpoints import checkpoint_file, read_checkpoint_to_rebuild
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from mlplab.nets import linear_layers
+from mlplab.model.nets import linear_layers
 from mlplab.results import (
     ACTIVATION_MEAN,
     DEAD_FRACTION,

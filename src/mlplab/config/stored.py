@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from mlplab.config_compose import CONF
+from mlplab.config.compose import CONF
 from mlplab.errors import ConfigError
 
 PRIMARY = "train.yaml"
@@ -30,6 +30,16 @@ PLAIN = (type(None), bool, int, float, str)
 PACKAGE_HEADER = re.compile(r"^\s*#\s*@package\s+(\S+)", re.MULTILINE)
 NODE_REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")  # `${activation}`: the node at that key
 FIX = "use a checkpoint or run folder that `python -m train` wrote"
+# Classes that mlplab 0.1.0 stored under other module paths (it had its modules at the top of
+# the package): a stored config that names one is read as naming the class where it is now.
+MOVED_TARGETS = {
+    "mlplab.nets.MLP": "mlplab.model.nets.MLP",
+    "mlplab.nets.SoftmaxRegression": "mlplab.model.nets.SoftmaxRegression",
+    "mlplab.nets.Maxout": "mlplab.model.nets.Maxout",
+    "mlplab.rbm.RBMPretraining": "mlplab.model.rbm.RBMPretraining",
+    "mlplab.data.MNISTDataModule": "mlplab.data.mnist.MNISTDataModule",
+    "mlplab.diagnostics.TrainingDiagnostics": "mlplab.record.diagnostics.TrainingDiagnostics",
+}
 
 
 @dataclass(frozen=True)
@@ -167,15 +177,45 @@ def check_node(source: str, node: Any, path: str, options: ConfOptions) -> None:
         refuse(source, path, node, "values are numbers, strings, true/false, null, lists, maps")
 
 
+def moved_targets(node: Any, path: str = "") -> dict[str, str]:
+    """{dotted key of a node: the class its `_target_` names today}, for each node of a stored
+    config whose `_target_` is one of MOVED_TARGETS."""
+    moved = {}
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if isinstance(target, str) and target in MOVED_TARGETS:
+            moved[path] = MOVED_TARGETS[target]
+        for key, value in node.items():
+            moved |= moved_targets(value, joined(path, str(key)))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            moved |= moved_targets(item, f"{path}[{index}]")
+    return moved
+
+
+def with_current_targets(config: Any) -> Any:
+    """A stored config with each of MOVED_TARGETS named where its class is now."""
+    if isinstance(config, dict):
+        current = {key: with_current_targets(value) for key, value in config.items()}
+        target = current.get("_target_")
+        if isinstance(target, str) and target in MOVED_TARGETS:
+            current["_target_"] = MOVED_TARGETS[target]
+        return current
+    if isinstance(config, list):
+        return [with_current_targets(item) for item in config]
+    return config
+
+
 def check_stored_config(config: Any, source: Path | str) -> None:
     """Refuse (ConfigError, one line) a stored config that holds what conf/'s options cannot.
 
     `config` is the file's raw contents (a checkpoint's hyper_parameters, or a run folder's
-    .hydra/config.yaml as YAML read it); `source` names the file in the message.
+    .hydra/config.yaml as YAML read it); `source` names the file in the message. Classes of
+    MOVED_TARGETS are taken where they are now.
     """
     if not isinstance(config, dict):
         refuse(str(source), "the config", config, "a stored config is a map of keys")
-    check_node(str(source), config, "", conf_options())
+    check_node(str(source), with_current_targets(config), "", conf_options())
 
 
 def read_run_config(path: Path) -> dict:

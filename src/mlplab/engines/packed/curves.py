@@ -11,16 +11,16 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 import mlplab.results as results
-from mlplab.diagnostics import (
+from mlplab.engines.packed.checkpoints import PackedJob
+from mlplab.engines.packed.classifier import PackedClassifier
+from mlplab.engines.packed.network import PackedNetworks
+from mlplab.record.diagnostics import (
     RELU_FAMILY,
     SATURATION_BOUNDS,
     dead_fraction,
     saturated_fraction,
     trained_step,
 )
-from mlplab.sweeps.packed_classifier import PackedClassifier
-from mlplab.sweeps.packed_jobs import PackedJob
-from mlplab.sweeps.packed_net import PackedNetworks
 
 
 def write(job: PackedJob, values: dict[str, float], step: int) -> None:

@@ -1,0 +1,3 @@
+"""Config handling: the command line checked before torch, the composed config checked,
+stored configs read as data.
+"""

@@ -1,0 +1,1 @@
+"""The networks, their pre-training and what they cost: plain torch, no Lightning."""

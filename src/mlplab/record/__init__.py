@@ -1,0 +1,3 @@
+"""What a job leaves behind as it trains, whichever engine trains it: its line, trackers,
+curves, diagnostics.
+"""
