@@ -101,15 +101,18 @@ def test_relu_family_reports_dead_fractions(small_run_config, tmp_path, activati
     assert "activation/dead_fraction/layer_2" in scalars(tmp_path / "run").Tags()["scalars"]
 
 
-def test_gradient_norms_and_first_to_last_ratio_equal_norms_computed_by_hand():
+def test_gradient_norms_and_first_to_last_ratio_of_each_copy_equal_norms_computed_by_hand():
     network = MLP([8, 8], activation=nn.ReLU)
     layers = linear_layers(network)
     for k, layer in enumerate(layers, start=1):
         layer.weight.grad = torch.full_like(layer.weight, float(k))
     # A constant gradient c over n entries has the L2 norm c * sqrt(n).
     expected = [1 * math.sqrt(784 * 8), 2 * math.sqrt(8 * 8), 3 * math.sqrt(8 * 10)]
-    values = gradient_norms(network)
-    assert [values[f"grad_norm/layer_{k}"].item() for k in (1, 2, 3)] == pytest.approx(expected)
-    assert values["grad_norm/first_to_last_ratio"].item() == pytest.approx(
-        expected[0] / expected[2]
-    )
+    # Two copies: this network's gradients, and the same halved.
+    gradients = [torch.stack([layer.weight.grad, layer.weight.grad / 2]) for layer in layers]
+    values = gradient_norms(gradients)
+    for copy, scale in ((0, 1.0), (1, 0.5)):
+        norms = [values[f"grad_norm/layer_{k}"][copy].item() for k in (1, 2, 3)]
+        assert norms == pytest.approx([scale * norm for norm in expected])
+        ratio = values["grad_norm/first_to_last_ratio"][copy].item()
+        assert ratio == pytest.approx(expected[0] / expected[2])

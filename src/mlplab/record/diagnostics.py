@@ -1,4 +1,8 @@
-"""What happens inside the network while it trains: gradient norms, dead and saturated units."""
+"""What happens inside a network while it trains: gradient norms, dead and saturated units.
+
+The statistics take a copy axis: the K copies of a packed group (mlplab.engines.packed.curves)
+or one network (TrainingDiagnostics, a callback of the single engine).
+"""
 
 from __future__ import annotations
 
@@ -53,32 +57,28 @@ class TrainingDiagnostics(L.Callback):
         # to record them.
         last_batch = batch_idx == trainer.num_training_batches - 1
         tensorboard = self.tensorboard(trainer)
+        layers = linear_layers(pl_module.network)
         if last_batch and tensorboard:
-            write_parameter_histograms(tensorboard, pl_module.network, trained_step(trainer))
+            weights = [layer.weight for layer in layers]
+            gradients = [layer.weight.grad for layer in layers]
+            write_parameter_histograms(tensorboard, weights, gradients, trained_step(trainer))
         if pl_module.global_step % trainer.log_every_n_steps != 0:
             return
-        write_to_loggers(trainer, gradient_norms(pl_module.network), trained_step(trainer))
+        norms = gradient_norms([layer.weight.grad.unsqueeze(0) for layer in layers])
+        write_to_loggers(trainer, first_copy(norms), trained_step(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         network = pl_module.network
         features, _ = next(iter(trainer.datamodule.val_dataloader()))
         # In the dtype the precision setting trains in (float64 with trainer.precision=64-true).
-        outputs = hidden_outputs(network, trainer.precision_plugin.convert_input(features))
-        values = {}
-        for index, (activation, output) in enumerate(outputs, start=1):
-            values[layer_tag(ACTIVATION_MEAN, index)] = output.mean()
-            if isinstance(activation, RELU_FAMILY):
-                values[layer_tag(DEAD_FRACTION, index)] = dead_fraction(output)
-            bounds = SATURATION_BOUNDS.get(type(activation))
-            if bounds:
-                values[layer_tag(SATURATED_FRACTION, index)] = saturated_fraction(output, *bounds)
+        captured = hidden_outputs(network, trainer.precision_plugin.convert_input(features))
+        activations = [activation for activation, _ in captured]
+        outputs = [output for _, output in captured]
+        (values,) = hidden_statistics([activations], [output.unsqueeze(0) for output in outputs])
         write_to_loggers(trainer, values, trainer.global_step)
         tensorboard = self.tensorboard(trainer)
         if tensorboard:
-            for index, (_, output) in enumerate(outputs, start=1):
-                tensorboard.experiment.add_histogram(
-                    layer_tag("activations", index), output, trainer.global_step
-                )
+            write_activation_histograms(tensorboard, outputs, trainer.global_step)
 
     def tensorboard(self, trainer: L.Trainer) -> TensorBoardLogger | None:
         """The run's TensorBoard logger when histograms are on and the run has one."""
@@ -86,12 +86,38 @@ class TrainingDiagnostics(L.Callback):
         return next(loggers, None) if self.histograms else None
 
 
-def gradient_norms(network: nn.Module) -> dict[str, torch.Tensor]:
-    """L2 norm of each Linear weight's gradient, and the first layer's over the last one's."""
-    norms = [layer.weight.grad.norm() for layer in linear_layers(network)]
+def gradient_norms(gradients: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per copy, (K,): the L2 norm of each Linear weight's gradient (`gradients`, each with
+    the copies first), and the first layer's over the last one's."""
+    norms = [gradient.flatten(1).norm(dim=1) for gradient in gradients]
     values = {layer_tag(GRAD_NORM, index): norm for index, norm in enumerate(norms, start=1)}
     values[GRAD_NORM_RATIO] = norms[0] / norms[-1]
     return values
+
+
+def hidden_statistics(
+    activations: list[list[nn.Module]], outputs: list[torch.Tensor]
+) -> list[dict[str, float]]:
+    """Per copy: the mean, dead and saturated fraction of each hidden layer's `outputs`
+    ((K, N, width) each), as that copy's `activations` (one module per layer) make them."""
+    statistics = []
+    for copy, units in enumerate(activations):
+        values = {}
+        for layer, (activation, output) in enumerate(zip(units, outputs), start=1):
+            output = output[copy]
+            values[layer_tag(ACTIVATION_MEAN, layer)] = output.mean().item()
+            if isinstance(activation, RELU_FAMILY):
+                values[layer_tag(DEAD_FRACTION, layer)] = dead_fraction(output)
+            bounds = SATURATION_BOUNDS.get(type(activation))
+            if bounds:
+                values[layer_tag(SATURATED_FRACTION, layer)] = saturated_fraction(output, *bounds)
+        statistics.append(values)
+    return statistics
+
+
+def first_copy(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The values of the one copy of a single network."""
+    return {tag: value[0] for tag, value in values.items()}
 
 
 def trained_step(trainer: L.Trainer) -> int:
@@ -133,9 +159,22 @@ def hidden_outputs(
     return captured
 
 
-def write_parameter_histograms(logger: TensorBoardLogger, network: nn.Module, step: int) -> None:
-    """Histograms of each Linear layer's weights and of their gradients."""
+def write_parameter_histograms(
+    logger: TensorBoardLogger,
+    weights: list[torch.Tensor],
+    gradients: list[torch.Tensor],
+    step: int,
+) -> None:
+    """Histograms of one network's Linear weights and of their gradients, input to output."""
     writer = logger.experiment
-    for index, layer in enumerate(linear_layers(network), start=1):
-        writer.add_histogram(layer_tag("weights", index), layer.weight, step)
-        writer.add_histogram(layer_tag("gradients", index), layer.weight.grad, step)
+    for index, (weight, gradient) in enumerate(zip(weights, gradients), start=1):
+        writer.add_histogram(layer_tag("weights", index), weight, step)
+        writer.add_histogram(layer_tag("gradients", index), gradient, step)
+
+
+def write_activation_histograms(
+    logger: TensorBoardLogger, outputs: list[torch.Tensor], step: int
+) -> None:
+    """Histograms of one network's hidden-layer outputs, input to output."""
+    for index, output in enumerate(outputs, start=1):
+        logger.experiment.add_histogram(layer_tag("activations", index), output, step)

@@ -6,53 +6,17 @@ each slice's gradient is the gradient its job would get alone.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
 import torch
 from torch.nn.functional import cross_entropy
 
+from mlplab.engines.divergence import DivergenceWatch
+from mlplab.engines.epoch_sums import EpochSums
 from mlplab.engines.packed.network import PackedNetworks
-from mlplab.engines.single.classifier import OptimizerFactory, SchedulerFactory, divergence
+from mlplab.engines.single.classifier import OptimizerFactory, SchedulerFactory
 from mlplab.errors import TrainingDiverged
-
-
-class CopySums:
-    """Per copy: summed loss and correct predictions, and the example count, on the device."""
-
-    def __init__(self, copies: int) -> None:
-        self.copies = copies
-        self.reset()
-
-    def reset(self, device: torch.device | str = "cpu") -> None:
-        self.loss_sum = torch.zeros(self.copies, dtype=torch.float32, device=device)
-        self.correct = torch.zeros(self.copies, dtype=torch.int64, device=device)
-        self.count = torch.zeros((), dtype=torch.int64, device=device)
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor) -> None:
-        """`logits` (K, N, C), `labels` (K, N), `losses` (K, N) per example."""
-        self.loss_sum += losses.sum(dim=1)
-        self.correct += (logits.argmax(dim=2) == labels).sum(dim=1)
-        self.count += labels.shape[1]
-
-    def means(self) -> dict[str, torch.Tensor]:
-        """{"acc", "loss"}, each (K,)."""
-        return {"acc": self.correct / self.count, "loss": self.loss_sum / self.count}
-
-    def load_copies(self, states: list[dict[str, torch.Tensor]]) -> None:
-        """Each copy's sums from a single run's checkpoint state (see copy_state)."""
-        self.loss_sum = torch.stack([state["loss_sum"] for state in states])
-        self.correct = torch.stack([state["correct"] for state in states])
-        self.count = states[0]["count"].clone()
-
-    def copy_state(self, copy: int) -> dict[str, torch.Tensor]:
-        """Copy `copy`'s sums as a single run's Classifier keeps them."""
-        return {
-            "loss_sum": self.loss_sum[copy].clone(),
-            "correct": self.correct[copy].clone(),
-            "count": self.count.clone(),
-        }
 
 
 class PackedClassifier(L.LightningModule):
@@ -78,17 +42,21 @@ class PackedClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         copies = network.copies
-        self.training_sums = CopySums(copies)
-        self.evaluation_sums = CopySums(copies)
+        self.training_sums = EpochSums(copies)
+        self.evaluation_sums = EpochSums(copies)
         self.step_losses = torch.zeros(copies)  # each copy's loss at the last step
-        self.diverged: dict[int, TrainingDiverged] = {}
+        self.divergence_watch = DivergenceWatch(copies)
         self.frozen: dict[int, list[torch.Tensor]] = {}  # a diverged copy's weights, kept as is
-        self.last_finite_losses: list[tuple[int, float] | None] = [None] * copies
         self.epoch_results: dict[str, dict[str, torch.Tensor]] = {}
         self.test_results: dict[str, torch.Tensor] = {}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.network(features)
+
+    @property
+    def diverged(self) -> dict[int, TrainingDiverged]:
+        """The copies whose loss diverged, with their errors."""
+        return self.divergence_watch.diverged
 
     def active(self) -> list[int]:
         return [copy for copy in range(self.network.copies) if copy not in self.diverged]
@@ -113,7 +81,7 @@ class PackedClassifier(L.LightningModule):
             self.network.set_copy(copy, weights)
         self.step_losses = copy_losses.detach()
         self._stop_diverged_copies(step)
-        self.training_sums.update(logits.detach(), labels, losses.detach())
+        self.training_sums.update(logits.detach(), labels, self.step_losses)
 
     @torch.no_grad()
     def _scale_steps(self, before: list[torch.Tensor]) -> None:
@@ -129,32 +97,22 @@ class PackedClassifier(L.LightningModule):
         return lr * self.lr_scales[copy] if self.lr_scales else lr
 
     def _stop_diverged_copies(self, step: int) -> None:
-        """Freeze each copy whose loss became NaN or infinite at `step`, as a single run stops.
-
-        Read every step on the CPU, where it costs nothing; on an accelerator every
-        log_every_n_steps steps (a NaN loss makes its copy's weights NaN, so it stays NaN).
-        """
-        if self.step_losses.device.type != "cpu" and step % self.trainer.log_every_n_steps != 0:
-            return
-        for copy, value in enumerate(self.step_losses.tolist()):
-            if copy in self.diverged:
-                continue
-            if math.isfinite(value):
-                self.last_finite_losses[copy] = (step, value)
-                continue
-            last = self.last_finite_losses[copy]
-            lr = self.copy_lr(copy)
-            self.diverged[copy] = divergence(self.current_epoch, step, value, last, lr)
+        """Freeze each copy whose loss became NaN or infinite at `step`, as a single run stops."""
+        diverged = self.divergence_watch.check(
+            self.step_losses,
+            self.current_epoch,
+            step,
+            lr_of=self.copy_lr,
+            every_n_steps=self.trainer.log_every_n_steps,
+        )
+        for copy in diverged:
             self.frozen[copy] = [p.detach().clone() for p in self.network.copy_parameters(copy)]
         if not self.active():
             self.trainer.should_stop = True
 
     def on_train_start(self) -> None:
         # Fresh or restored from the jobs' checkpoints, the sums live where the weights do.
-        sums = self.training_sums
-        sums.loss_sum, sums.correct, sums.count = (
-            total.to(self.device) for total in (sums.loss_sum, sums.correct, sums.count)
-        )
+        self.training_sums.to(self.device)
         if self.lr_scales:  # on the device once, for every step's scaling
             dtype = self.network.stacked[0].dtype  # lerp takes the weights' own dtype
             self.lr_scale_weights = torch.tensor(self.lr_scales, device=self.device, dtype=dtype)
@@ -172,7 +130,7 @@ class PackedClassifier(L.LightningModule):
     def _evaluation_step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         logits = self.network(features)
         losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        self.evaluation_sums.update(logits, labels, losses)
+        self.evaluation_sums.update(logits, labels, losses.mean(dim=1))
 
     def on_validation_epoch_start(self) -> None:
         self.evaluation_sums.reset(self.device)

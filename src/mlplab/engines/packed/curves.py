@@ -13,57 +13,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 import mlplab.results as results
 from mlplab.engines.packed.checkpoints import PackedJob
 from mlplab.engines.packed.classifier import PackedClassifier
-from mlplab.engines.packed.network import PackedNetworks
 from mlplab.record.diagnostics import (
-    RELU_FAMILY,
-    SATURATION_BOUNDS,
-    dead_fraction,
-    saturated_fraction,
+    gradient_norms,
+    hidden_statistics,
     trained_step,
+    write_activation_histograms,
+    write_parameter_histograms,
 )
 
 
 def write(job: PackedJob, values: dict[str, float], step: int) -> None:
     for logger in job.loggers:
         logger.log_metrics(values, step=step)
-
-
-def gradient_norms(network: PackedNetworks) -> dict[str, torch.Tensor]:
-    """Per copy (K,): the L2 norm of each Linear weight's gradient, and first over last."""
-    norms = [weight.grad.flatten(1).norm(dim=1) for weight in network.weights()]
-    values = {results.layer_tag(results.GRAD_NORM, k): norm for k, norm in enumerate(norms, 1)}
-    values[results.GRAD_NORM_RATIO] = norms[0] / norms[-1]
-    return values
-
-
-def hidden_outputs(network: PackedNetworks, features: torch.Tensor) -> list[torch.Tensor]:
-    """Each hidden layer's output (K, N, width) on `features` (K, N, ...), in eval mode."""
-    was_training = network.training
-    network.eval()
-    with torch.no_grad():
-        outputs, _ = network.hidden_and_logits(features)
-    network.train(was_training)
-    return outputs
-
-
-def hidden_statistics(
-    network: PackedNetworks, outputs: list[torch.Tensor]
-) -> list[dict[str, float]]:
-    """Per copy: mean, dead and saturated fraction of each hidden layer's `outputs`."""
-    statistics = []
-    for copy, activations in enumerate(network.activations):
-        values = {}
-        for layer, (activation, output) in enumerate(zip(activations, outputs), start=1):
-            output = output[copy]
-            values[results.layer_tag(results.ACTIVATION_MEAN, layer)] = output.mean().item()
-            if isinstance(activation, RELU_FAMILY):
-                values[results.layer_tag(results.DEAD_FRACTION, layer)] = dead_fraction(output)
-            bounds = SATURATION_BOUNDS.get(type(activation))
-            if bounds:
-                tag = results.layer_tag(results.SATURATED_FRACTION, layer)
-                values[tag] = saturated_fraction(output, *bounds)
-        statistics.append(values)
-    return statistics
 
 
 def tensorboards(job: PackedJob) -> list[TensorBoardLogger]:
@@ -117,12 +78,13 @@ class PackedCurves(L.Callback):
     def on_train_batch_end(self, trainer, pl_module: PackedClassifier, outputs, batch, batch_idx):
         # Gradients are cleared before validation: the epoch's last batch is when to draw them.
         if self.histograms and batch_idx == trainer.num_training_batches - 1:
-            self.write_parameter_histograms(pl_module, trained_step(trainer))
+            self.write_histograms_of_parameters(pl_module, trained_step(trainer))
         if trainer.global_step % trainer.log_every_n_steps != 0:
             return
         values = {results.TRAIN_LOSS_STEP: pl_module.step_losses}
         if self.diagnostics:
-            values = {**gradient_norms(pl_module.network), **values}
+            gradients = [weight.grad for weight in pl_module.network.weights()]
+            values = {**gradient_norms(gradients), **values}
         epoch = {"epoch": float(trainer.current_epoch)}
         copies = per_copy(values, pl_module.network.copies)
         for copy in pl_module.active():
@@ -143,8 +105,8 @@ class PackedCurves(L.Callback):
         if self.diagnostics:
             features, _ = next(iter(trainer.datamodule.val_dataloader()))
             features = trainer.precision_plugin.convert_input(features)
-            outputs = hidden_outputs(pl_module.network, features)
-            statistics = hidden_statistics(pl_module.network, outputs)
+            outputs = pl_module.network.hidden_outputs(features)
+            statistics = hidden_statistics(pl_module.network.activations, outputs)
             outputs = [output.cpu() for output in outputs] if self.histograms else []
         copies = per_copy(values, pl_module.network.copies)
         for copy in pl_module.active():
@@ -153,13 +115,12 @@ class PackedCurves(L.Callback):
             if statistics:
                 write(job, statistics[copy], trainer.global_step)
                 for board in tensorboards(job) if self.histograms else ():
-                    for layer, output in enumerate(outputs, start=1):
-                        tag = results.layer_tag("activations", layer)
-                        board.experiment.add_histogram(tag, output[copy], trainer.global_step)
+                    copy_outputs = [output[copy] for output in outputs]
+                    write_activation_histograms(board, copy_outputs, trainer.global_step)
             for logger in job.loggers:
                 logger.save()
 
-    def write_parameter_histograms(self, module: PackedClassifier, step: int) -> None:
+    def write_histograms_of_parameters(self, module: PackedClassifier, step: int) -> None:
         """Histograms of each copy's Linear weights and of their gradients."""
         # Off the device once for all copies: TensorBoard bins on the CPU.
         stacked = module.network.weights()
@@ -167,10 +128,6 @@ class PackedCurves(L.Callback):
         gradients = [weight.grad.cpu() for weight in stacked]
         for copy in module.active():
             for board in tensorboards(self.jobs[copy]):
-                for layer, (weight, gradient) in enumerate(zip(weights, gradients), start=1):
-                    board.experiment.add_histogram(
-                        results.layer_tag("weights", layer), weight[copy], step
-                    )
-                    board.experiment.add_histogram(
-                        results.layer_tag("gradients", layer), gradient[copy], step
-                    )
+                copy_weights = [weight[copy] for weight in weights]
+                copy_gradients = [gradient[copy] for gradient in gradients]
+                write_parameter_histograms(board, copy_weights, copy_gradients, step)

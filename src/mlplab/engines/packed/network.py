@@ -76,6 +76,15 @@ class PackedNetworks(nn.Module):
             x = self.drop(x)
         raise AssertionError("unreachable: the last layer returns")
 
+    def hidden_outputs(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """Each hidden layer's output (K, N, width) on `features`, in eval mode, no gradients."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            outputs, _ = self.hidden_and_logits(features)
+        self.train(was_training)
+        return outputs
+
     def activate(self, depth: int, x: torch.Tensor) -> torch.Tensor:
         if self.same_activation[depth]:
             return self.activations[0][depth](x)  # one call for every slice: a seed sweep

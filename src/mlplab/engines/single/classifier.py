@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,7 +12,8 @@ from torch.nn.functional import cross_entropy
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mlplab.errors import TrainingDiverged
+from mlplab.engines.divergence import DivergenceWatch
+from mlplab.engines.epoch_sums import EpochSums
 from mlplab.results import TRAIN_LOSS_STEP, VAL_ACC, VAL_LOSS, VALIDATION, metric_key
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -38,64 +38,6 @@ def evaluation_metrics(num_classes: int) -> nn.ModuleDict:
     return nn.ModuleDict(metrics)
 
 
-class TrainingSums:
-    """The epoch's summed loss, correct predictions and example count, kept on the device.
-
-    Training adds to these every step, where a torchmetrics update would cost more Python
-    time than the step's arithmetic. They are plain tensors rather than buffers, so that a
-    module converted to 16-bit precision still sums the loss in float32.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self, device: torch.device | str = "cpu") -> None:
-        self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        self.count = torch.zeros((), dtype=torch.int64, device=device)
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
-        self.loss_sum += loss * len(labels)
-        self.correct += (logits.argmax(dim=1) == labels).sum()
-        self.count += len(labels)
-
-    def totals(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The sums over every process (`reduce` sums a tensor across processes)."""
-        return {name: reduce(total.clone()) for name, total in self.state_dict().items()}
-
-    def means(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{"acc", "loss"} over every process's examples (`reduce` sums across processes)."""
-        totals = self.totals(reduce)
-        return {
-            "acc": totals["correct"] / totals["count"],
-            "loss": totals["loss_sum"] / totals["count"],
-        }
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.loss_sum, self.correct, self.count = (state[name] for name in self.state_dict())
-
-    def to(self, device: torch.device) -> None:
-        self.load_state_dict({name: total.to(device) for name, total in self.state_dict().items()})
-
-
-def divergence(
-    epoch: int, step: int, loss: float, last_finite_loss: tuple[int, float] | None, lr: float
-) -> TrainingDiverged:
-    """The error of a run whose loss became `loss` (NaN or infinite) at `step`."""
-    last = (
-        f"last finite loss {last_finite_loss[1]:.4g} at step {last_finite_loss[0]}"
-        if last_finite_loss
-        else "no finite loss before it"
-    )
-    return TrainingDiverged(
-        f"training diverged at epoch {epoch}, step {step}: the loss is {loss} "
-        f"({last}); lower optimizer.lr (now {lr:g}) or use an init with smaller weights"
-    )
-
-
 class Classifier(L.LightningModule):
     """Trains `network` on (features, labels) batches; logs train/val/test loss and accuracy.
 
@@ -117,11 +59,11 @@ class Classifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss_function = nn.CrossEntropyLoss()
-        self.training_sums = TrainingSums()
+        self.training_sums = EpochSums()
         self.metrics = evaluation_metrics(num_classes)
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(hparams or {}, logger=False)
-        self.last_finite_loss: tuple[int, float] | None = None  # (step, loss)
+        self.divergence_watch = DivergenceWatch()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.network(features)
@@ -134,17 +76,15 @@ class Classifier(L.LightningModule):
 
     def _stop_if_diverged(self, loss: torch.Tensor, step: int) -> None:
         """Raise TrainingDiverged when `loss` is NaN or infinite."""
-        # Reading the loss costs nothing on the CPU, but on an accelerator it makes the host wait
-        # for every step; there it is read only every log_every_n_steps steps. A NaN or infinite
-        # loss makes the weights NaN, so every later loss is NaN too and the run still stops.
-        if loss.device.type != "cpu" and step % self.trainer.log_every_n_steps != 0:
-            return
-        value = loss.item()
-        if math.isfinite(value):
-            self.last_finite_loss = (step, value)
-            return
-        lr = self.optimizers().param_groups[0]["lr"]
-        raise divergence(self.current_epoch, step, value, self.last_finite_loss, lr)
+        diverged = self.divergence_watch.check(
+            loss.unsqueeze(0),
+            self.current_epoch,
+            step,
+            lr_of=lambda _: self.optimizers().param_groups[0]["lr"],
+            every_n_steps=self.trainer.log_every_n_steps,
+        )
+        if diverged:
+            raise diverged[0]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         features, labels = batch
@@ -164,7 +104,7 @@ class Classifier(L.LightningModule):
         optimizer.step(closure=closure)
         logits, loss = first_evaluation[0]
         self._stop_if_diverged(loss, step)
-        self.training_sums.update(logits, labels, loss)
+        self.training_sums.update(logits.unsqueeze(0), labels.unsqueeze(0), loss.unsqueeze(0))
         # Log only on the steps Lightning writes out: logging every step costs more than it shows.
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.log(TRAIN_LOSS_STEP, loss)
@@ -176,7 +116,7 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         means = self.training_sums.means(self._sum_over_processes)
         for name in METRIC_NAMES:
-            self.log(metric_key("train", name), means[name])
+            self.log(metric_key("train", name), means[name][0])
         self.training_sums.reset(self.device)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
@@ -207,7 +147,7 @@ class Classifier(L.LightningModule):
         # The epoch's training sums so far, over every process: a run resumed mid-epoch
         # reports the same epoch numbers as one that was never stopped. (Every process
         # builds the checkpoint; only the first writes it.)
-        checkpoint["training_sums"] = self.training_sums.totals(self._sum_over_processes)
+        checkpoint["training_sums"] = self.training_sums.copy_state(0, self._sum_over_processes)
         # The best checkpoint's validation numbers are the ones metrics.json reports.
         validated = self.trainer.callback_metrics
         checkpoint[VALIDATION] = {
@@ -221,7 +161,7 @@ class Classifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "training_sums" in checkpoint and self.global_rank == 0:
             # The first process continues from every process's sums; the others from zero.
-            self.training_sums.load_state_dict(checkpoint["training_sums"])
+            self.training_sums.load_copies([checkpoint["training_sums"]])
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
