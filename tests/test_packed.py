@@ -421,6 +421,30 @@ def test_sigterm_stops_a_packed_sweep_with_its_status_once_every_job_recorded_it
         assert recorded["error"].endswith(f"resume={folder}")
 
 
+def test_jobs_of_a_group_that_stopped_at_different_steps_each_continue_alone(
+    tiny_mnist, tmp_path, caplog
+):
+    def config(name: str, epochs: int):
+        overrides = [*TWO_EPOCHS, f"trainer.max_epochs={epochs}", *JOBS[name]]
+        return compose_train_config(tmp_path / name, tiny_mnist, overrides)
+
+    names = ["relu", "dropout"]
+    in_sweep = [JobFacts(number=number, in_sweep=True) for number in range(len(names))]
+    for outcome in fit_and_test_packed([config(name, 1) for name in names], in_sweep):
+        outcome()
+    (tmp_path / "dropout" / "checkpoints" / "last.ckpt").unlink()  # its attempt stopped earlier
+    with caplog.at_level("INFO"):
+        outcomes = fit_and_test_packed([config(name, 2) for name in names], in_sweep)
+        continued = [record_outcome(tmp_path / name, o) for name, o in zip(names, outcomes)]
+    assert "each continues alone" in caplog.text
+    assert f"continuing from {tmp_path / 'relu' / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    assert [metrics["epochs"] for metrics in continued] == [2, 2]
+    assert all("packed_jobs" not in metrics for metrics in continued)
+    for name in names:
+        last = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
+        assert last["global_step"] == 20
+
+
 def test_a_packed_group_that_finds_its_jobs_last_checkpoints_continues_as_a_group(
     packed_and_alone,
 ):

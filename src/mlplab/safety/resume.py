@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+from omegaconf import DictConfig
 
 from mlplab.config.paths import hydra_quoted
 from mlplab.config.stored import moved_targets, read_run_config
 from mlplab.errors import ConfigError
-from mlplab.results import read_metrics
+from mlplab.results import LAST_CHECKPOINT, read_metrics
+
+log = logging.getLogger(__name__)
 
 # What a resumed run may change: how long it trains, where it runs and reads data, what it
 # prints. Anything else would make it a different run than the one its checkpoint belongs to.
@@ -33,6 +38,23 @@ def saved_config(run_dir: Path) -> tuple[Path, dict]:
         )
     # Read before Hydra composes it: Hydra would instantiate what it names.
     return config, read_run_config(config)
+
+
+def checkpoint_to_continue(cfg: DictConfig, in_sweep: bool) -> Path | None:
+    """The last.ckpt a job continues from, None for a fresh start.
+
+    A `resume=` run continues from its last.ckpt, and so does a job of a sweep that finds one
+    in its folder: a job its cluster requeued after pre-empting it (sweep folders are new for
+    every sweep, so an earlier attempt of the same job is the only thing that leaves one).
+    """
+    if not (cfg.get("resume") or in_sweep):
+        return None
+    checkpoint = Path(cfg.checkpoint_dir) / LAST_CHECKPOINT
+    if not checkpoint.exists():
+        if cfg.get("resume"):
+            log.info(f"{checkpoint} does not exist yet: training this run from the start")
+        return None
+    return checkpoint
 
 
 def finished_metrics(run_dir: Path, max_epochs: int | None) -> dict | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 import mlplab.results as results
 from mlplab.data.mnist import MNISTDataModule
@@ -21,23 +22,26 @@ from mlplab.engines.packed.classifier import PackedClassifier
 from mlplab.engines.packed.data import PackedMNIST
 from mlplab.job.facts import JobFacts
 from mlplab.safety.checkpoints import read_checkpoint
+from mlplab.safety.resume import checkpoint_to_continue
 
 log = logging.getLogger(__name__)
 
 
-def jobs_last_checkpoints(jobs: list[PackedJob], facts: list[JobFacts]) -> list[dict] | None:
-    """Each job's last.ckpt when every job of a sweep's group has one, all at the same step."""
-    if not all(job.in_sweep for job in facts):
-        return None
-    paths = [job.last_checkpoint for job in jobs]
-    if not all(path.exists() for path in paths):
-        if any(path.exists() for path in paths):
-            log.warning("only some jobs of the group have a last.ckpt: training it from the start")
+def jobs_last_checkpoints(cfgs: list[DictConfig], facts: list[JobFacts]) -> list[Path] | None:
+    """Each job's last.ckpt to continue from (mlplab.safety.resume), when every job has one;
+    None when none has."""
+    paths = [checkpoint_to_continue(cfg, job.in_sweep) for cfg, job in zip(cfgs, facts)]
+    return None if all(path is None for path in paths) else paths
+
+
+def continue_together(paths: list[Path | None]) -> list[dict] | None:
+    """The jobs' last.ckpt contents when all of them are at one step, so that the group
+    continues as one; None when they are not (each job then continues alone)."""
+    if any(path is None for path in paths):
         return None
     checkpoints = [read_checkpoint(path) for path in paths]
     steps = {checkpoint["global_step"] for checkpoint in checkpoints}
     if len(steps) > 1:
-        log.warning(f"the group's last.ckpt files are at steps {sorted(steps)}: starting over")
         return None
     log.info(f"continuing the group from its jobs' last.ckpt at step {steps.pop()}")
     return checkpoints

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from copy import copy as shallow_copy
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ from mlplab.engines.packed.curves import PackedCurves, write
 from mlplab.engines.packed.data import PackedMNIST
 from mlplab.engines.packed.network import PackedNetworks
 from mlplab.engines.packed.resume import (
+    continue_together,
     jobs_last_checkpoints,
     packed_checkpoint,
     restore_jobs,
     save_for_trainer,
 )
+from mlplab.engines.single.train import fit_and_test
 from mlplab.errors import KnownError
 from mlplab.job.build import build_network
 from mlplab.job.facts import JobFacts
@@ -131,22 +134,33 @@ def fit_and_test_packed(
             usable.append(index)
         except KnownError as error:
             outcomes[index] = failed(error)
-    if usable:
-        try:
-            trained = train_group(
-                [cfgs[i] for i in usable], [facts[i] for i in usable], extra_callbacks
-            )
-        except Exception as error:  # recorded in each job's metrics.json, as a single run's
-            trained = [failed(shallow_copy(error)) for _ in usable]  # each job's message its own
-        for index, outcome in zip(usable, trained):
-            outcomes[index] = outcome
+    if not usable:
+        return outcomes
+    group, group_facts = [cfgs[i] for i in usable], [facts[i] for i in usable]
+    paths = jobs_last_checkpoints(group, group_facts)
+    singles = continue_together(paths) if paths else None
+    if paths and singles is None:
+        log.warning("the group's jobs stopped at different steps: each continues alone")
+        for index, cfg, job in zip(usable, group, group_facts):
+            outcomes[index] = partial(fit_and_test, cfg, job)  # trains when it is recorded
+        return outcomes
+    try:
+        trained = train_group(group, group_facts, extra_callbacks, singles)
+    except Exception as error:  # recorded in each job's metrics.json, as a single run's
+        trained = [failed(shallow_copy(error)) for _ in usable]  # each job's message its own
+    for index, outcome in zip(usable, trained):
+        outcomes[index] = outcome
     return outcomes
 
 
 def train_group(
-    cfgs: list[DictConfig], facts: list[JobFacts], extra_callbacks: tuple[L.Callback, ...] = ()
+    cfgs: list[DictConfig],
+    facts: list[JobFacts],
+    extra_callbacks: tuple[L.Callback, ...] = (),
+    singles: list[dict] | None = None,
 ) -> list[Outcome]:
-    """Fit and test the jobs of `cfgs` packed; `extra_callbacks` join the trainer's (timers)."""
+    """Fit and test the jobs of `cfgs` packed; `extra_callbacks` join the trainer's (timers);
+    `singles`, the jobs' last.ckpt contents to continue from (continue_together)."""
     first = cfgs[0]  # every setting but the per-copy ones is the same in every job
     skip_nvml_check_without_driver()
     network, jobs = packed_jobs(cfgs)
@@ -160,7 +174,6 @@ def train_group(
         lr_scales=[cfg.optimizer.lr / first.optimizer.lr for cfg in cfgs],
     )
     hparams = [compared_hparams(cfg, job.choices) for cfg, job in zip(cfgs, facts)]
-    singles = jobs_last_checkpoints(jobs, facts)
     resumed_step = singles[0]["global_step"] if singles else None
     for job, job_hparams in zip(jobs, hparams):
         job.loggers = build_loggers(job.cfg, resumed_step)

@@ -27,6 +27,7 @@ from mlplab.record.console import what_it_trains
 from mlplab.record.hparams import compared_hparams
 from mlplab.record.trackers import close_trackers, record_hyperparameters, record_results
 from mlplab.safety.checkpoints import read_checkpoint
+from mlplab.safety.resume import checkpoint_to_continue
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
 from mlplab.scale.distributed import process_group_per_job
 from mlplab.scale.job_resources import share_machine
@@ -35,18 +36,10 @@ log = logging.getLogger(__name__)
 
 
 def resume_checkpoint(cfg: DictConfig, job: JobFacts) -> tuple[Path | None, int | None]:
-    """The checkpoint this run continues from and its step; Nones for a fresh start.
-
-    A `resume=` run continues from its last.ckpt, and so does a job of a sweep that finds one
-    in its folder: a job its cluster requeued after pre-empting it (sweep folders are new for
-    every sweep, so an earlier attempt of the same job is the only thing that leaves one).
-    """
-    if not (cfg.get("resume") or job.in_sweep):
-        return None, None
-    checkpoint = Path(cfg.checkpoint_dir) / results.LAST_CHECKPOINT
-    if not checkpoint.exists():
-        if cfg.get("resume"):
-            log.info(f"{checkpoint} does not exist yet: training this run from the start")
+    """The checkpoint this run continues from (mlplab.safety.resume) and its step; Nones for a
+    fresh start."""
+    checkpoint = checkpoint_to_continue(cfg, job.in_sweep)
+    if checkpoint is None:
         return None, None
     log.info(f"continuing from {checkpoint}")
     # Read here so that a damaged file is reported in one line, not deep inside Lightning.
