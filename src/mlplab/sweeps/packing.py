@@ -47,7 +47,7 @@ LR_SCALING_SCHEDULERS = (
     "torch.optim.lr_scheduler.StepLR",
     "torch.optim.lr_scheduler.CosineAnnealingLR",
 )
-# The callbacks and diagnostics a packed group does per job itself (mlplab/sweeps/packed_*.py),
+# The callbacks and diagnostics a packed group does per job itself (mlplab/engines/packed/),
 # and for each the settings it honours: the values each may take (None: any value).
 MONITORED = ("val/acc", "val/loss", "train/acc", "train/loss")
 HONOURED_SETTINGS = {
