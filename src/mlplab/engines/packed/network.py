@@ -40,7 +40,7 @@ class PackedNetworks(nn.Module):
                 if name == "weight":
                     slices = [weight.t() for weight in slices]
                 self.stacked.append(nn.Parameter(torch.stack(slices).contiguous()))
-        # Modules of the copies, not registered: they hold no parameters (see mlplab.sweeps.packing).
+        # Modules of the copies, not registered: they hold no parameters (mlplab.sweeps.packing).
         self.activations = [network.hidden_activations() for network in networks]
         # Per hidden layer, whether every copy applies the same activation: one call then.
         self.same_activation = [
