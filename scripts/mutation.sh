@@ -17,7 +17,7 @@ echo "$packages" > "$mutation_packages/packages-of-the-dev-environment.pth"
 # mutmut copies src/ into mutants/src/ after Python has first looked into that folder; a copy
 # made beforehand lets Python find the package there on the first run too.
 mkdir -p mutants/src
-cp -rp src/mlplab mutants/src/
+cp -rp src/mlplab src/hydra_plugins mutants/src/
 
 export DATA_DIR="${DATA_DIR:-$PWD/data}"
 .venv-mutation/bin/python -m mutmut run --max-children "$(nproc)" "$@"

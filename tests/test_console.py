@@ -87,13 +87,13 @@ def test_jobs_that_differ_only_in_values_share_one_composition_and_end_as_compos
     first = ["seed=1", "model.dropout=0.1", "optimizer.lr=0.1", "model.hidden_sizes=[8]"]
     second = ["seed=7", "model.dropout=0.2", "optimizer.lr=0.01", "model.hidden_sizes=[64,32]"]
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        jobs = command_line.JobConfigs("train")
+        jobs = command_line.ComposedConfigs("train")
         jobs.config(first)
         from_values = jobs.config(second)
         assert len(compositions) == 1
         jobs.config(["activation=tanh", *second])  # another config group: composed in full
         assert len(compositions) == 2
-        full = command_line.JobConfigs("train").config(second)
+        full = command_line.ComposedConfigs("train").config(second)
     assert OmegaConf.to_container(from_values) == OmegaConf.to_container(full)
     assert (from_values.seed, from_values.model.hidden_sizes) == (7, [64, 32])
 

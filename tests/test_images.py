@@ -1,5 +1,6 @@
 """A person's image file becomes a 28 x 28 image made the way the dataset's images were."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,7 +163,11 @@ for path in ({str(bomb)!r}, {str(huge)!r}):
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((peak - imported) * (1 if sys.platform == "darwin" else 1024))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    # The process imports mlplab from where this one does (a mutation run's copy included).
+    search_path = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=search_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     # Decoding the 81 megapixels took 1.1 GB before they were found blank.
     assert int(result.stdout) < 20 * 2**20

@@ -2,7 +2,7 @@
 
 import yaml
 
-from mlplab.sweeps.jobs import Job, read_job, read_overrides
+from mlplab.sweeps.jobs import JobFolder, read_job, read_overrides
 
 
 def test_overrides_are_read_without_hydras_own_and_with_added_or_removed_keys(tmp_path):
@@ -34,7 +34,7 @@ def test_job_without_metrics_reads_as_unfinished(tmp_path):
 def test_layer_tags_come_in_layer_order_past_nine_layers():
     tags = {f"grad_norm/layer_{k}": [(0, 1.0)] for k in (10, 2, 1)}
     tags["grad_norm/first_to_last_ratio"] = [(0, 1.0)]
-    job = Job(None, {}, {}, tags)
+    job = JobFolder(None, {}, {}, tags)
     assert job.layer_tags("grad_norm") == [
         "grad_norm/layer_1",
         "grad_norm/layer_2",

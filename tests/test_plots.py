@@ -6,12 +6,12 @@ import pytest
 from PIL import Image
 
 import mlplab.sweeps.plots as plots
-from mlplab.sweeps.jobs import Job
+from mlplab.sweeps.jobs import JobFolder
 from mlplab.sweeps.plots import draw_band, median_norm_per_layer, scalar_curves, seed_band
 
 
-def job(scalars: dict[str, list[tuple[int, float]]]) -> Job:
-    return Job(None, {}, {"status": "completed"}, scalars)
+def job(scalars: dict[str, list[tuple[int, float]]]) -> JobFolder:
+    return JobFolder(None, {}, {"status": "completed"}, scalars)
 
 
 def test_seed_band_is_the_mean_and_sample_std_at_the_steps_every_seed_logged():
@@ -62,7 +62,7 @@ def test_a_sweep_that_logged_some_curves_only_draws_no_empty_legend_and_warns_no
 ):
     # Packed jobs of a short run: seconds but no FLOPs, no training-loss steps, no gradient norms.
     jobs = [
-        Job(None, {}, {"status": "completed", "test/acc": acc, "train_seconds": 2.0}, scalars)
+        JobFolder(None, {}, {"status": "completed", "test/acc": acc, "train_seconds": 2.0}, scalars)
         for acc, scalars in ((0.8, {"val/acc": [(9, 0.7)]}), (0.9, {"val/acc": [(9, 0.8)]}))
     ]
     figures = []

@@ -109,11 +109,15 @@ def test_job_without_metrics_is_reported_as_unfinished(small_sweep, tmp_path):
 
 
 def test_configuration_labels_name_only_the_overrides_that_vary():
-    from mlplab.sweeps.jobs import Job
+    from mlplab.sweeps.jobs import JobFolder
 
     jobs = [
-        Job(None, {"activation": "relu", "optimizer": "sgd", "init": "normal", "seed": "1"}, {}),
-        Job(None, {"activation": "sigmoid", "optimizer": "sgd", "init": "xavier", "seed": "2"}, {}),
+        JobFolder(
+            None, {"activation": "relu", "optimizer": "sgd", "init": "normal", "seed": "1"}, {}
+        ),
+        JobFolder(
+            None, {"activation": "sigmoid", "optimizer": "sgd", "init": "xavier", "seed": "2"}, {}
+        ),
     ]
     assert configuration_labels(jobs) == [
         "activation=relu, init=normal",

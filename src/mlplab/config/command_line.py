@@ -42,14 +42,14 @@ def check_command_line(
     config_dir = (app_dir / (args.config_path or config_path)).resolve()
     config_name = args.config_name or config_name
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
-        jobs = JobConfigs(config_name)
+        jobs = ComposedConfigs(config_name)
         for overrides in job_overrides(config_name, args.overrides, args.multirun):
             cfg = jobs.config(overrides)
             check_config(cfg, overrides)
             check_additions(cfg, overrides)
 
 
-class JobConfigs:
+class ComposedConfigs:
     """Each job's config without its hydra node, composed once per shape of the sweep.
 
     Jobs that differ only in plain values (seed=1 / seed=2) share their composition: the

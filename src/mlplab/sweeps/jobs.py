@@ -14,7 +14,7 @@ from mlplab.record.curves import read_curves
 
 
 @dataclass
-class Job:
+class JobFolder:
     """One run of the sweep: its command-line overrides, metrics.json and curves."""
 
     folder: Path
@@ -50,15 +50,15 @@ def read_overrides(folder: Path) -> dict[str, str]:
     return {key: value for key, value in pairs if not key.startswith("hydra.")}
 
 
-def read_job(folder: Path) -> Job:
+def read_job(folder: Path) -> JobFolder:
     metrics = results.read_metrics(folder) or {
         "status": "unfinished",
         "error": f"no {results.METRICS_FILE}: the job stopped early",
     }
-    return Job(folder, read_overrides(folder), metrics, read_curves(folder))
+    return JobFolder(folder, read_overrides(folder), metrics, read_curves(folder))
 
 
-def find_jobs(sweep_dir: Path) -> list[Job]:
+def find_jobs(sweep_dir: Path) -> list[JobFolder]:
     """The jobs of a sweep folder, in the order of their folder names."""
     folders = [path.parent.parent for path in sweep_dir.glob("*/.hydra/overrides.yaml")]
     if not folders:

@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 import mlplab.results as results  # noqa: E402
-from mlplab.sweeps.jobs import Job  # noqa: E402
+from mlplab.sweeps.jobs import JobFolder  # noqa: E402
 
 BAND_OPACITY = 0.2
 DPI = 110
@@ -58,12 +58,12 @@ def draw_band(
         axes.fill_between(x, lower, upper, color=line.get_color(), alpha=BAND_OPACITY, lw=0)
 
 
-def scalar_curves(jobs: list[Job], tag: str) -> list[dict[int, float]]:
+def scalar_curves(jobs: list[JobFolder], tag: str) -> list[dict[int, float]]:
     """Per job that logged `tag`, its values by step."""
     return [dict(job.scalars[tag]) for job in jobs if job.scalars.get(tag)]
 
 
-def median_norm_per_layer(jobs: list[Job]) -> list[dict[int, float]]:
+def median_norm_per_layer(jobs: list[JobFolder]) -> list[dict[int, float]]:
     """Per job, the median gradient norm over training of each Linear layer (1 = the first)."""
     return [
         {
@@ -89,7 +89,7 @@ def save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_val_acc(groups: dict[str, list[Job]], path: Path) -> None:
+def plot_val_acc(groups: dict[str, list[JobFolder]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
         draw_band(axes, scalar_curves(jobs, results.VAL_ACC), label, numbered=True, marker="o")
@@ -100,7 +100,7 @@ def plot_val_acc(groups: dict[str, list[Job]], path: Path) -> None:
     save(figure, path)
 
 
-def plot_train_loss(groups: dict[str, list[Job]], path: Path) -> None:
+def plot_train_loss(groups: dict[str, list[JobFolder]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
         draw_band(axes, scalar_curves(jobs, results.TRAIN_LOSS_STEP), label)
@@ -110,7 +110,7 @@ def plot_train_loss(groups: dict[str, list[Job]], path: Path) -> None:
     save(figure, path)
 
 
-def plot_grad_norms(groups: dict[str, list[Job]], path: Path) -> None:
+def plot_grad_norms(groups: dict[str, list[JobFolder]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
         draw_band(axes, median_norm_per_layer(jobs), label, marker="o")
@@ -141,7 +141,7 @@ def draw_point(axes, costs: list[float], accuracies: list[float], label: str) ->
     )
 
 
-def plot_compute(groups: dict[str, list[Job]], path: Path) -> None:
+def plot_compute(groups: dict[str, list[JobFolder]], path: Path) -> None:
     """Test accuracy against training FLOPs and seconds, pre-training included.
 
     A point has no curve to shade: its one-std spread over seeds is drawn as error bars.
@@ -149,7 +149,7 @@ def plot_compute(groups: dict[str, list[Job]], path: Path) -> None:
     figure, (by_flops, by_seconds) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for label, jobs in groups.items():
         completed = [job for job in jobs if job.metrics.get("status") == "completed"]
-        for axes, cost in ((by_flops, Job.flops), (by_seconds, Job.seconds)):
+        for axes, cost in ((by_flops, JobFolder.flops), (by_seconds, JobFolder.seconds)):
             measured = [job for job in completed if cost(job) is not None]
             if measured:
                 costs = [cost(job) for job in measured]
@@ -172,7 +172,7 @@ def plot_compute(groups: dict[str, list[Job]], path: Path) -> None:
     save(figure, path)
 
 
-def plot_sweep(groups: dict[str, list[Job]], sweep_dir: Path) -> None:
+def plot_sweep(groups: dict[str, list[JobFolder]], sweep_dir: Path) -> None:
     """Write the report's plots into `sweep_dir`."""
     plot_val_acc(groups, sweep_dir / results.VAL_ACC_PLOT)
     plot_train_loss(groups, sweep_dir / results.TRAIN_LOSS_PLOT)

@@ -11,7 +11,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 import mlplab.results as results
-from mlplab.sweeps.jobs import Job, find_jobs
+from mlplab.sweeps.jobs import JobFolder, find_jobs
 
 GROUPING_KEYS_IGNORED = ("seed", "data.root")  # runs that differ only by these are grouped
 SUMMARY_COLUMNS = (
@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-def configuration_labels(jobs: list[Job]) -> list[str]:
+def configuration_labels(jobs: list[JobFolder]) -> list[str]:
     """Per job, the overrides that vary across the sweep (seed left out), as `k=v, k=v`."""
     keys = sorted({key for job in jobs for key in job.overrides} - set(GROUPING_KEYS_IGNORED))
     varying = [key for key in keys if len({job.overrides.get(key) for job in jobs}) > 1]
@@ -50,12 +50,12 @@ def mean_and_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def last_epoch_mean_over_layers(job: Job, prefix: str) -> float | None:
+def last_epoch_mean_over_layers(job: JobFolder, prefix: str) -> float | None:
     finals = [job.series(tag)[-1] for tag in job.layer_tags(prefix)]
     return statistics.fmean(finals) if finals else None
 
 
-def summarise(label: str, jobs: list[Job]) -> dict[str, Any]:
+def summarise(label: str, jobs: list[JobFolder]) -> dict[str, Any]:
     """One summary row for the jobs of one configuration."""
     completed = [job for job in jobs if job.metrics.get("status") == "completed"]
 
@@ -141,7 +141,7 @@ def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
     from mlplab.sweeps.plots import plot_sweep  # matplotlib only when plots are drawn
 
     jobs = find_jobs(sweep_dir)
-    groups: dict[str, list[Job]] = defaultdict(list)
+    groups: dict[str, list[JobFolder]] = defaultdict(list)
     for label, job in zip(configuration_labels(jobs), jobs):
         groups[label].append(job)
     rows = [summarise(label, group) for label, group in groups.items()]
