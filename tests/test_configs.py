@@ -37,6 +37,13 @@ def test_course_defaults_before_test_overrides(tmp_path, tiny_mnist):
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.val_size) == (100, 15, 5000)
 
 
+def test_a_multirun_packs_by_default_and_basic_trains_one_job_at_a_time():
+    from tests.conftest import composed_choices
+
+    assert composed_choices()["hydra/launcher"] == "packed"
+    assert composed_choices(["hydra/launcher=basic"])["hydra/launcher"] == "basic"
+
+
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("activation", options("activation"))
 def test_every_model_and_activation_builds_a_network_that_maps_images_to_logits(

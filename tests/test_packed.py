@@ -334,7 +334,7 @@ def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
     tiny_mnist, tmp_path
 ):
     sweep = tmp_path / "sweep"
-    command = [sys.executable, "-m", "train", "-m", "hydra/launcher=packed"]
+    command = [sys.executable, "-m", "train", "-m"]  # a multirun packs by default
     result = subprocess.run(
         [*command, *SMALL_RUN, "seed=1,2", "optimizer=adam,lbfgs", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path,
@@ -397,7 +397,7 @@ def test_sigterm_stops_a_packed_sweep_with_its_status_once_every_job_recorded_it
 ):
     sweep = tmp_path / "sweep"
     sweeping = subprocess.Popen(
-        [sys.executable, "-m", "train", "-m", "hydra/launcher=packed", *SMALL_RUN]
+        [sys.executable, "-m", "train", "-m", *SMALL_RUN]
         + ["trainer.max_epochs=1000", "seed=1,2", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path,
         env={**os.environ, "DATA_DIR": str(tiny_mnist)},

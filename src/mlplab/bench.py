@@ -179,7 +179,7 @@ def packed_epoch(data_root: str, copies: int, output_dir: Path, timer: EpochTime
 
 
 SWEEP_LAUNCHERS = {  # name: the launcher override of `python -m train -m`
-    "one_by_one": [],
+    "one_by_one": ["hydra/launcher=basic"],
     "parallel": ["hydra/launcher=parallel"],
     "packed": ["hydra/launcher=packed"],
 }
