@@ -91,6 +91,10 @@ def test_jobs_that_cannot_share_a_stacked_network_train_alone_with_a_reason(
         (["callbacks.learning_rate_monitor.logging_interval=null"], "logging_interval=None"),
         (["+callbacks.learning_rate_monitor.log_weight_decay=true"], "log_weight_decay=True"),
         (["+callbacks.timer._target_=lightning.pytorch.callbacks.Timer"], "callbacks.timer"),
+        (  # a callback turned off does not end the check of those after it
+            ["callbacks.progress_bar=null", "+callbacks.timer._target_=foo.Timer"],
+            "callbacks.timer",
+        ),
         (["+diagnostics.every=3"], "diagnostics.every=3"),
     ],
 )
