@@ -381,6 +381,7 @@ def test_packed_sweep_packs_what_it_can_and_its_jobs_resume_and_evaluate_alone(
     resumed = subprocess.run(
         [sys.executable, "-m", "train", f"resume={packed_job}", "trainer.max_epochs=2"],
         cwd=tmp_path,
+        env={**os.environ, "DATA_DIR": str(tiny_mnist)},  # the data its config names
         capture_output=True,
         text=True,
         timeout=600,
