@@ -70,9 +70,13 @@ def checkpoint(root: Path, kind: str, name: str) -> dict:
 
 
 def assert_same_weights(packed: dict, alone: dict) -> None:
-    """Two checkpoints' float64 weights are equal up to the reordering of sums."""
+    """Two checkpoints' float64 weights (and batch norm's statistics) are equal up to the
+    reordering of sums; counts are equal."""
     assert packed["state_dict"].keys() == alone["state_dict"].keys()
     for key, weight in alone["state_dict"].items():
+        if key.endswith("num_batches_tracked"):
+            assert packed["state_dict"][key] == weight > 0, key
+            continue
         assert weight.dtype == torch.float64, key
         torch.testing.assert_close(
             packed["state_dict"][key], weight, rtol=0, atol=REORDERING_TOLERANCE
@@ -98,6 +102,46 @@ def test_packed_job_ends_with_the_weights_and_optimizer_state_it_reaches_alone(
     root, _, _ = packed_and_alone
     packed, alone = checkpoint(root, "packed", name), checkpoint(root, "alone", name)
     assert_same_weights_and_optimizer_state(packed, alone)
+
+
+# The course's presets' options that pack with jobs of their own kind, two jobs each.
+OWN_KIND = {
+    "batchnorm": (
+        ["model.batchnorm=true"],
+        [["seed=1"], ["seed=2", "activation=tanh", "model.dropout=0.3"]],
+    ),
+    "prelu": (["activation=prelu"], [["seed=1"], ["seed=2", "init=xavier_uniform"]]),
+    "maxout": (["activation=maxout"], [["seed=1"], ["seed=2", "model.dropout=0.3"]]),
+    "rbm": (  # a pre-trained job beside one that is not
+        ["activation=sigmoid", "data.normalize=false", "optimizer=sgd", "optimizer.lr=0.1"],
+        [["seed=1", "init=rbm", "init.pretraining.epochs=2"], ["seed=2", "init=xavier_uniform"]],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(OWN_KIND))
+def test_batch_norm_prelu_maxout_and_rbm_jobs_end_packed_where_each_ends_alone(tmp_path, kind):
+    data = write_tiny_mnist(tmp_path / "data")
+    shared, jobs = OWN_KIND[kind]
+
+    def config(copy: int, how: str):
+        overrides = [*TWO_EPOCHS, *IN_FLOAT64, *shared, *jobs[copy]]
+        return compose_train_config(tmp_path / how / str(copy), data, overrides)
+
+    packed = train_packed([config(copy, "packed") for copy in range(len(jobs))])
+    for copy, packed_metrics in enumerate(packed):
+        alone = train(config(copy, "alone"))
+        assert packed_metrics["packed_jobs"] == len(jobs)
+        assert_same_weights_and_optimizer_state(
+            checkpoint(tmp_path, "packed", str(copy)), checkpoint(tmp_path, "alone", str(copy))
+        )
+        for key in ("test/acc", "test/loss", "val/acc", "pretrain_flops"):  # logged in float32
+            assert packed_metrics[key] == pytest.approx(alone[key], rel=1e-6), key
+        assert (packed_metrics["pretrain_seconds"] > 0) == (alone["pretrain_seconds"] > 0)
+        folders = [tmp_path / how / str(copy) for how in ("packed", "alone")]
+        assert curve_points(folders[0]) == curve_points(folders[1])
+    if kind == "rbm":
+        assert packed[0]["pretrain_flops"] > 0 == packed[1]["pretrain_flops"]
 
 
 LEARNING_RATES = {  # optimiser and schedule: each job's own learning rate

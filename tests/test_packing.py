@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from hydra_plugins.mlplab_packed_launcher.packed_launcher import ComposedOnce
@@ -58,19 +59,51 @@ def test_jobs_differing_in_learning_rate_pack_where_their_steps_scale_with_it(
     assert packing_groups(configs) == ([([0, 1], None)] if packed else [([0], None), ([1], None)])
 
 
+class ScaledTanh(torch.nn.Module):
+    """An activation with a weight of its own that the packed network does not stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.tanh(x)
+
+
+def test_batch_norm_prelu_maxout_and_rbm_jobs_pack_with_jobs_of_their_own_kind(config):
+    configs = [
+        config("seed=1"),
+        config("seed=2", "activation=prelu"),
+        config("seed=3", "activation=maxout"),
+        config("seed=4", "activation=sigmoid", "init=rbm"),
+        config("seed=5", "activation=prelu", "init=xavier_uniform"),
+        config("seed=6", "activation=maxout", "activation.pieces=3"),
+        config("seed=7", "model.batchnorm=true"),
+        config("seed=8", "model.batchnorm=true", "activation=prelu"),
+        config("seed=9", "activation=maxout", "model.dropout=0.2"),
+        config("seed=10", "model.batchnorm=true", "activation=tanh"),
+    ]
+    assert all(why_not_packed(cfg) is None for cfg in configs)
+    assert packing_groups(configs) == [
+        ([0, 3], None),  # functions: ReLU, and sigmoid pre-trained as RBMs
+        ([1, 4], None),  # PReLU, each copy its own slope
+        ([2, 8], None),  # maxout of 2 pieces
+        ([5], None),  # of 3 pieces: other layer widths
+        ([6, 9], None),  # batch norm
+        ([7], None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
         (["optimizer=lbfgs"], "optimizer torch.optim.LBFGS does not update each weight"),
-        (["model.batchnorm=true"], "batch norm"),
         (
-            ["activation=maxout"],
-            "activation mlplab.model.nets.Maxout has weights or changes the width",
+            [f"activation._target_={__name__}.ScaledTanh"],
+            f"activation {__name__}.ScaledTanh has weights that are not packed",
         ),
-        (["activation=prelu"], "activation torch.nn.PReLU has weights"),
         (["trainer=ddp_cpu"], "it trains on several devices"),
         (["compile=true"], "compile=true"),
-        (["init=rbm", "activation=sigmoid"], "pre-trains each network on its own"),
     ],
 )
 def test_jobs_that_cannot_share_a_stacked_network_train_alone_with_a_reason(

@@ -9,14 +9,14 @@ from torch import nn
 
 
 class Maxout(nn.Module):
-    """Maximum over `pieces` consecutive features: (N, units * pieces) -> (N, units)."""
+    """Maximum over `pieces` consecutive features: (..., units * pieces) -> (..., units)."""
 
     def __init__(self, pieces: int = 2) -> None:
         super().__init__()
         self.pieces = pieces
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(1, (-1, self.pieces)).amax(dim=2)
+        return x.unflatten(-1, (-1, self.pieces)).amax(dim=-1)
 
 
 class MLP(nn.Module):

@@ -1,11 +1,13 @@
 """Which jobs of a sweep can train as one packed network, and in which groups.
 
 Jobs pack together when their configs are equal once the settings each copy keeps apart are
-left out: the seed (initial weights, split and batch order), the init, the activation (applied
-per slice), the dropout rate, and the learning rate where each copy's update can be scaled to
-its own exactly (LR_SCALABLE_OPTIMIZERS, with a schedule that multiplies every copy's rate
-alike). Everything else is shared: the architecture, the optimiser's other settings, the
-data, batch size, epochs and schedule.
+left out: the seed (initial weights, split and batch order), the init (a pre-training included:
+each job pre-trains its own network before the group trains), the activation (applied per
+slice; PReLU and maxout pack with their own kind, activation_kind), the dropout rate, and the
+learning rate where each copy's update can be scaled to its own exactly
+(LR_SCALABLE_OPTIMIZERS, with a schedule that multiplies every copy's rate alike). Everything
+else is shared: the architecture (batch norm included: each copy normalises with its own
+statistics), the optimiser's other settings, the data, batch size, epochs and schedule.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 # Settings each copy of a packed network has for itself.
 PER_COPY_KEYS = ("seed", "init", "activation", "model.dropout")
@@ -104,12 +107,8 @@ def why_not_packed(cfg: DictConfig) -> str | None:
     """Why the job of `cfg` must train alone; None when it can share a packed network."""
     if cfg.model._target_ not in PACKED_MODELS:
         return f"model {cfg.model._target_} is not an MLP"
-    if cfg.init.get("pretraining"):
-        return f"init {cfg.init.pretraining._target_} pre-trains each network on its own"
-    if cfg.model.get("batchnorm"):
-        return "batch norm (model.batchnorm=true) is not packed"
-    if "activation" in cfg.model and not is_plain_function(cfg.activation):
-        return f"activation {cfg.activation._target_} has weights or changes the width"
+    if "activation" in cfg.model and activation_kind(cfg.activation) is None:
+        return f"activation {cfg.activation._target_} has weights that are not packed"
     if cfg.optimizer._target_ not in ELEMENT_WISE_OPTIMIZERS:
         return f"optimizer {cfg.optimizer._target_} does not update each weight on its own"
     if cfg.data._target_ != PACKED_DATA:
@@ -121,12 +120,18 @@ def why_not_packed(cfg: DictConfig) -> str | None:
     return unhonoured_setting(cfg)
 
 
-def is_plain_function(activation: DictConfig) -> bool:
-    """An activation without weights that keeps the width (not PReLU, not maxout)."""
+def activation_kind(activation: DictConfig) -> str | None:
+    """What every copy of a packed group applies alike: "function" for any activation without
+    weights that keeps the width (each copy may have its own), PReLU with the shape of its
+    slopes, maxout with its pieces; None for an activation with other weights."""
     from mlplab.model.nets import Maxout
 
     unit = instantiate(activation)()
-    return not isinstance(unit, Maxout) and not any(True for _ in unit.parameters())
+    if isinstance(unit, Maxout):
+        return f"maxout of {unit.pieces} pieces"
+    if isinstance(unit, nn.PReLU):
+        return f"PReLU of {unit.num_parameters} slopes"
+    return None if any(True for _ in unit.parameters()) else "function"
 
 
 def lr_per_copy(cfg: DictConfig) -> bool:
@@ -150,6 +155,8 @@ def shared_settings(cfg: DictConfig) -> str:
     """
     settings = OmegaConf.to_container(cfg, resolve=False)
     settings.pop("hydra", None)
+    if "activation" in cfg.model:
+        settings["activation_kind"] = activation_kind(cfg.activation)
     for key in (*PER_COPY_KEYS, "optimizer.lr") if lr_per_copy(cfg) else PER_COPY_KEYS:
         parent, _, name = key.rpartition(".")
         node = settings.get(parent, {}) if parent else settings

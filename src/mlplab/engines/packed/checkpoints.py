@@ -37,12 +37,13 @@ class PackedJob:
     """One job of a packed group: its resolved config and what is written in its folder."""
 
     cfg: DictConfig
-    parameter_names: list[str]  # a single Classifier's state_dict keys, in parameter order
     flops_per_example: int  # of one training example through its network (mlplab.model.compute)
     layer_sizes: list[int]  # its network's input size, then each Linear layer's output size
+    pretrain_seconds: float = 0.0
+    pretrain_flops: int = 0
     loggers: list[Logger] = field(default_factory=list)
     best: ModelCheckpoint | None = None  # the job's own callback: its file names and state
-    best_weights: list[torch.Tensor] | None = None
+    best_state: dict[str, torch.Tensor] | None = None  # its network's at its best epoch
 
     @property
     def folder(self) -> Path:
@@ -110,8 +111,8 @@ def single_checkpoint(
         **{key: packed[key] for key in shared if key in packed},
         **({"lr_schedulers": schedulers} if "lr_schedulers" in packed else {}),
         "state_dict": {
-            name: parameter.detach().clone(memory_format=torch.contiguous_format)
-            for name, parameter in zip(job.parameter_names, network.copy_parameters(copy))
+            f"network.{name}": value.detach().clone(memory_format=torch.contiguous_format)
+            for name, value in network.copy_state(copy).items()
         },
         "loops": with_training_loader_state(packed, loader_state),
         "callbacks": {job.best.state_key: job.best.state_dict()} if job.best else {},
@@ -179,8 +180,8 @@ class PackedCheckpoints(Checkpoint):
             path = best.format_checkpoint_name(candidates)
             pushed_out.append(keep_among_best(best, path, score))
             if best.best_model_path == path:
-                weights = module.network.copy_parameters(copy)
-                job.best_weights = [weight.detach().clone() for weight in weights]
+                state = module.network.copy_state(copy).items()
+                job.best_state = {name: value.detach().clone() for name, value in state}
             saves.append((single_checkpoint(packed, module, copy, job), Path(path)))
         self.io.save_checkpoints(saves)
         for path in pushed_out:

@@ -46,7 +46,7 @@ class PackedClassifier(L.LightningModule):
         self.evaluation_sums = EpochSums(copies)
         self.step_losses = torch.zeros(copies)  # each copy's loss at the last step
         self.divergence_watch = DivergenceWatch(copies)
-        self.frozen: dict[int, list[torch.Tensor]] = {}  # a diverged copy's weights, kept as is
+        self.frozen: dict[int, dict[str, torch.Tensor]] = {}  # a diverged copy's state, kept as is
         self.epoch_results: dict[str, dict[str, torch.Tensor]] = {}
         self.test_results: dict[str, torch.Tensor] = {}
 
@@ -77,8 +77,8 @@ class PackedClassifier(L.LightningModule):
             self._scale_steps(before)
         else:
             optimizer.step()
-        for copy, weights in self.frozen.items():
-            self.network.set_copy(copy, weights)
+        for copy, state in self.frozen.items():
+            self.network.set_copy(copy, state)
         self.step_losses = copy_losses.detach()
         self._stop_diverged_copies(step)
         self.training_sums.update(logits.detach(), labels, self.step_losses)
@@ -106,7 +106,10 @@ class PackedClassifier(L.LightningModule):
             every_n_steps=self.trainer.log_every_n_steps,
         )
         for copy in diverged:
-            self.frozen[copy] = [p.detach().clone() for p in self.network.copy_parameters(copy)]
+            self.frozen[copy] = {
+                name: value.detach().clone()
+                for name, value in self.network.copy_state(copy).items()
+            }
         if not self.active():
             self.trainer.should_stop = True
 

@@ -100,6 +100,11 @@ class PackedMNIST(L.LightningDataModule):
         test_images, test_labels = self._load(train=False)
         self.test = (self._features(test_images), test_labels)
 
+    def training_features(self, copy: int) -> torch.Tensor:
+        """Copy `copy`'s training images, as its single run's MNISTDataModule holds them."""
+        features, _ = self.images
+        return features[self.splits[copy][1]]
+
     def _load(self, train: bool) -> Batch:
         template = self.template
         return load_split(

@@ -1,16 +1,17 @@
-"""K networks of one shape trained as one: each Linear layer's weights stacked to [K, in, out].
+"""K networks of one shape trained as one: each parameter and buffer stacked copies first.
 
-A batch holds one slice per network, (K, N, 784) -> (K, N, classes); the batched matrix
-products (torch.baddbmm) keep the slices apart, so each network's gradient is the one it
-would get alone and element-wise optimisers give each slice its solo update.
+A batch holds one slice per network, (K, N, 784) -> (K, N, classes). Linear weights are
+stacked to [K, in, out] and applied by batched matrix products (torch.baddbmm), batch norm
+normalises each copy's features over its own examples, PReLU applies each copy's slopes:
+each network's gradient is the one it would get alone, and element-wise optimisers give
+each slice its solo update.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from mlplab.model.nets import linear_layers
+from torch.nn.functional import batch_norm
 
 
 def dropout_rate(network: nn.Module) -> float:
@@ -19,28 +20,44 @@ def dropout_rate(network: nn.Module) -> float:
     return rates.pop() if rates else 0.0
 
 
-class PackedNetworks(nn.Module):
-    """The networks' Linear layers stacked; activation and dropout applied per slice.
+def stack(tensors: list[torch.Tensor], transposed: bool) -> torch.Tensor:
+    slices = [tensor.detach().t() if transposed else tensor.detach() for tensor in tensors]
+    return torch.stack(slices).contiguous()
 
-    `networks` are MLPs (or softmax regressions) of the same layer sizes, each with its own
-    initial weights, activation and dropout rate. Parameters are registered weight, bias,
-    weight, ... input to output, the order of a single network's parameters, so slice k of
-    the optimiser's state lines up with a single network's. Weights are stored transposed,
-    [K, in, out]: the batched product reads them contiguously (on the CPU, 4x faster than
-    through a transposed view).
+
+class PackedNetworks(nn.Module):
+    """The networks' parameters and buffers stacked; activation and dropout applied per slice.
+
+    `networks` are MLPs (or softmax regressions) of the same layers, each with its own initial
+    weights, activation and dropout rate (mlplab.sweeps.packing decides which may pack).
+    Parameters are registered in the order of a single network's parameters, so slice k of the
+    optimiser's state lines up with a single network's. A copy's names for them are its own
+    (a Dropout layer moves the names of the layers after it). Linear weights are stored
+    transposed, [K, in, out]: the batched product reads them contiguously (on the CPU, 4x
+    faster than through a transposed view).
     """
 
     def __init__(self, networks: list[nn.Module], dropout_generators: list[torch.Generator]):
         super().__init__()
-        layers = [linear_layers(network) for network in networks]
-        self.stacked = nn.ParameterList()
-        for depth in range(len(layers[0])):
-            for name in ("weight", "bias"):
-                slices = [getattr(copy[depth], name).detach() for copy in layers]
-                if name == "weight":
-                    slices = [weight.t() for weight in slices]
-                self.stacked.append(nn.Parameter(torch.stack(slices).contiguous()))
-        # Modules of the copies, not registered: they hold no parameters (mlplab.sweeps.packing).
+        first = networks[0]
+        # Each copy's names of its parameters and buffers, in a single network's order.
+        self.parameter_names = [[name for name, _ in net.named_parameters()] for net in networks]
+        self.buffer_names = [[name for name, _ in net.named_buffers()] for net in networks]
+        self.transposed = [  # Linear weights
+            isinstance(layer, nn.Linear) and name == "weight"
+            for layer in first.layers
+            for name, _ in layer.named_parameters()
+        ]
+        parameters = zip(*(network.parameters() for network in networks))
+        self.stacked = nn.ParameterList(
+            nn.Parameter(stack(list(slices), transposed))
+            for slices, transposed in zip(parameters, self.transposed)
+        )
+        # Batch norm's running statistics: buffer{i} stacks the copies' i-th buffers.
+        for index, slices in enumerate(zip(*(network.buffers() for network in networks))):
+            self.register_buffer(f"buffer{index}", stack(list(slices), transposed=False))
+        self.plan = self.planned(first)
+        # Modules of the copies, not registered: their weights are the stacked ones.
         self.activations = [network.hidden_activations() for network in networks]
         # Per hidden layer, whether every copy applies the same activation: one call then.
         self.same_activation = [
@@ -55,7 +72,20 @@ class PackedNetworks(nn.Module):
 
     def weights(self) -> list[nn.Parameter]:
         """The stacked weights [K, in, out] of each Linear layer, input to output."""
-        return list(self.stacked)[0::2]
+        return [p for p, transposed in zip(self.stacked, self.transposed) if transposed]
+
+    @staticmethod
+    def planned(network: nn.Module) -> list[tuple[nn.Module, range, range]]:
+        """Each layer of `network` but dropout (applied per copy after each activation), with
+        the indices of its parameters and of its buffers among the stacked ones."""
+        plan, parameters, buffers = [], 0, 0
+        for layer in network.layers:
+            owns = len(list(layer.parameters())), len(list(layer.buffers()))
+            if not isinstance(layer, nn.Dropout):
+                owned = range(parameters, parameters + owns[0]), range(buffers, buffers + owns[1])
+                plan.append((layer, *owned))
+            parameters, buffers = parameters + owns[0], buffers + owns[1]
+        return plan
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(K, N, 784) or (K, N, 1, 28, 28) -> logits (K, N, num_classes)."""
@@ -65,16 +95,19 @@ class PackedNetworks(nn.Module):
         """Each hidden layer's activation output (K, N, width), then the logits."""
         x = features.flatten(2)
         hidden = []
-        parameters = list(self.stacked)
-        for depth in range(len(parameters) // 2):
-            weight, bias = parameters[2 * depth], parameters[2 * depth + 1]
-            x = torch.baddbmm(bias.unsqueeze(1), x, weight)
-            if depth == len(parameters) // 2 - 1:
-                return hidden, x
-            x = self.activate(depth, x)
-            hidden.append(x)
-            x = self.drop(x)
-        raise AssertionError("unreachable: the last layer returns")
+        for layer, parameter_indices, buffer_indices in self.plan:
+            parameters = [self.stacked[index] for index in parameter_indices]
+            if isinstance(layer, nn.Linear):
+                weight, bias = parameters
+                x = torch.baddbmm(bias.unsqueeze(1), x, weight)
+            elif isinstance(layer, nn.BatchNorm1d):
+                buffers = [self.get_buffer(f"buffer{index}") for index in buffer_indices]
+                x = self.normalise(layer, parameters, buffers, x)
+            elif not isinstance(layer, nn.Flatten):  # a hidden layer's activation
+                x = self.activate(len(hidden), parameters, x)
+                hidden.append(x)
+                x = self.drop(x)
+        return hidden, x
 
     def hidden_outputs(self, features: torch.Tensor) -> list[torch.Tensor]:
         """Each hidden layer's output (K, N, width) on `features`, in eval mode, no gradients."""
@@ -85,9 +118,41 @@ class PackedNetworks(nn.Module):
         self.train(was_training)
         return outputs
 
-    def activate(self, depth: int, x: torch.Tensor) -> torch.Tensor:
+    def normalise(
+        self,
+        norm: nn.BatchNorm1d,
+        parameters: list[torch.Tensor],
+        buffers: list[torch.Tensor],
+        x: torch.Tensor,
+    ) -> torch.Tensor:
+        """Batch norm of each copy's features over its own examples, with its own statistics.
+
+        The copies' features side by side, (N, K * width), are K * width channels of one
+        batch norm: each channel's mean and variance are over the examples of its copy alone.
+        """
+        (weight, bias), (running_mean, running_var, batches_tracked) = parameters, buffers
+        copies, examples, width = x.shape
+        if self.training:
+            batches_tracked.add_(1)
+        side_by_side = batch_norm(
+            x.transpose(0, 1).reshape(examples, copies * width),
+            running_mean.view(-1),  # updated in place, as a single network's are
+            running_var.view(-1),
+            weight.view(-1),
+            bias.view(-1),
+            training=self.training,
+            momentum=norm.momentum,
+            eps=norm.eps,
+        )
+        return side_by_side.view(examples, copies, width).transpose(0, 1)
+
+    def activate(self, depth: int, parameters: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        unit = self.activations[0][depth]
+        if isinstance(unit, nn.PReLU):  # each copy's slopes: (K, 1) or (K, width)
+            (slopes,) = parameters
+            return torch.where(x > 0, x, x * slopes.unsqueeze(1))
         if self.same_activation[depth]:
-            return self.activations[0][depth](x)  # one call for every slice: a seed sweep
+            return unit(x)  # one call for every slice: a seed sweep
         units = [copy[depth] for copy in self.activations]
         return torch.stack([unit(slice_) for unit, slice_ in zip(units, x)])
 
@@ -114,18 +179,50 @@ class PackedNetworks(nn.Module):
             slices.append(slice_ * noise.div_(1 - rate))
         return torch.stack(slices)
 
-    @staticmethod
-    def swap_layout(index: int, value: torch.Tensor) -> torch.Tensor:
+    def swap_layout(self, index: int, value: torch.Tensor) -> torch.Tensor:
         """One copy's slice of parameter `index` (or of a tensor of its shape, such as Adam's
-        moments) laid out as a single network's parameter, and back: weights transposed."""
-        return value.t() if index % 2 == 0 else value
+        moments) laid out as a single network's parameter, and back: Linear weights
+        transposed."""
+        return value.t() if self.transposed[index] else value
 
     def copy_parameters(self, copy: int) -> list[torch.Tensor]:
         """Slice `copy` of each parameter: a single network's parameters (views), in its order."""
         return [self.swap_layout(i, parameter[copy]) for i, parameter in enumerate(self.stacked)]
 
+    def copy_buffers(self, copy: int) -> list[torch.Tensor]:
+        """Slice `copy` of each buffer (views), in a single network's order."""
+        return [buffer[copy] for name, buffer in self.named_buffers() if name.startswith("buffer")]
+
+    def copy_state(self, copy: int) -> dict[str, torch.Tensor]:
+        """Slice `copy` of each parameter and buffer: its single network's state_dict (views)."""
+        return {
+            **dict(zip(self.parameter_names[copy], self.copy_parameters(copy))),
+            **dict(zip(self.buffer_names[copy], self.copy_buffers(copy))),
+        }
+
+    def stacked_state(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """This module's state_dict, stacked from each copy's single network's `states`."""
+
+        def stacked(names: list[list[str]], index: int, transposed: bool) -> torch.Tensor:
+            return stack([state[own[index]] for state, own in zip(states, names)], transposed)
+
+        return {
+            **{
+                f"stacked.{index}": stacked(self.parameter_names, index, transposed)
+                for index, transposed in enumerate(self.transposed)
+            },
+            **{
+                f"buffer{index}": stacked(self.buffer_names, index, transposed=False)
+                for index in range(len(self.buffer_names[0]))
+            },
+        }
+
     @torch.no_grad()
-    def set_copy(self, copy: int, parameters: list[torch.Tensor]) -> None:
-        """Write a single network's parameters (in its order) into slice `copy`."""
-        for index, (stacked, parameter) in enumerate(zip(self.stacked, parameters)):
-            stacked[copy] = self.swap_layout(index, parameter)
+    def set_copy(self, copy: int, state: dict[str, torch.Tensor]) -> None:
+        """Write a single network's state_dict (`state`; its buffers optional) into slice
+        `copy`."""
+        for index, (name, stacked) in enumerate(zip(self.parameter_names[copy], self.stacked)):
+            stacked[copy] = self.swap_layout(index, state[name])
+        for name, buffer in zip(self.buffer_names[copy], self.copy_buffers(copy)):
+            if name in state:
+                buffer.copy_(state[name])

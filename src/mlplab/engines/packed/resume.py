@@ -47,21 +47,27 @@ def continue_together(paths: list[Path | None]) -> list[dict] | None:
     return checkpoints
 
 
+def network_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's entries of a single Classifier's state_dict, by their names in it."""
+    prefix = "network."
+    return {
+        key.removeprefix(prefix): value
+        for key, value in state_dict.items()
+        if key.startswith(prefix)
+    }
+
+
 def stacked(values: list[torch.Tensor], index: int, module: PackedClassifier) -> torch.Tensor:
     return torch.stack([module.network.swap_layout(index, value) for value in values])
 
 
-def packed_checkpoint(
-    singles: list[dict[str, Any]], module: PackedClassifier, jobs: list[PackedJob]
-) -> dict[str, Any]:
+def packed_checkpoint(singles: list[dict[str, Any]], module: PackedClassifier) -> dict[str, Any]:
     """The packed trainer's checkpoint, stacked from each job's single-network one."""
     first = singles[0]
     parameters = list(module.network.stacked)
+    states = [network_state(single["state_dict"]) for single in singles]
     state_dict = {
-        name: stacked(
-            [s["state_dict"][job.parameter_names[i]] for s, job in zip(singles, jobs)], i, module
-        )
-        for i, name in enumerate(module.state_dict())
+        f"network.{name}": value for name, value in module.network.stacked_state(states).items()
     }
     optimizer_states = []
     for number, state in enumerate(first["optimizer_states"]):
@@ -101,8 +107,7 @@ def restore_jobs(singles: list[dict[str, Any]], module: PackedClassifier, jobs: 
             job.best.load_state_dict(single["callbacks"][job.best.state_key])
             best = Path(job.best.best_model_path) if job.best.best_model_path else None
             if best and best.exists():
-                weights = read_checkpoint(best)["state_dict"]
-                job.best_weights = [weights[name] for name in job.parameter_names]
+                job.best_state = network_state(read_checkpoint(best)["state_dict"])
         module.network.dropout_generators[copy].set_state(single["torch_rng_state"])
     module.training_sums.load_copies([single["training_sums"] for single in singles])
 

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
+from torch import nn
 
 import mlplab.results as results
 from mlplab.config.checks import check_config
@@ -38,6 +39,7 @@ from mlplab.errors import KnownError
 from mlplab.job.build import build_network
 from mlplab.job.facts import JobFacts
 from mlplab.job.outcome import run_relative, validation_of
+from mlplab.job.pretraining import pretrain, pretraining_flops
 from mlplab.model.compute import training_flops
 from mlplab.model.nets import layer_sizes
 from mlplab.record.console import what_it_trains
@@ -68,23 +70,31 @@ def failed(error: BaseException) -> Outcome:
     return reraise
 
 
-def packed_jobs(cfgs: list[DictConfig]) -> tuple[PackedNetworks, list[PackedJob]]:
-    """Each job's own network, built as its single run builds it, stacked into one.
-
-    Each copy's dropout draws from a generator that starts where the job's global generator
-    stands after its network is built, as in its single run.
-    """
-    networks, jobs, generators = [], [], []
+def packed_jobs(
+    cfgs: list[DictConfig],
+) -> tuple[list[nn.Module], list[torch.Generator], list[PackedJob]]:
+    """Each job's own network, built as its single run builds it, the generator of its dropout
+    masks, and its record."""
+    networks, generators, jobs = [], [], []
     for cfg in cfgs:
         L.seed_everything(cfg.seed, verbose=False)
         network = build_network(cfg)
+        # Dropout's masks continue from where the job's global generator stands now, as alone.
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
-        names = [f"network.{name}" for name, _ in network.named_parameters()]
         networks.append(network)
-        jobs.append(
-            PackedJob(cfg, names, training_flops(network, examples=1), layer_sizes(network))
-        )
-    return PackedNetworks(networks, generators), jobs
+        jobs.append(PackedJob(cfg, training_flops(network, examples=1), layer_sizes(network)))
+    return networks, generators, jobs
+
+
+def pretrain_each(
+    networks: list[nn.Module], jobs: list[PackedJob], data: PackedMNIST, device: torch.device
+) -> None:
+    """Pre-train each job's network on its own training split, as its single run does."""
+    for copy, (network, job) in enumerate(zip(networks, jobs)):
+        if job.cfg.init.get("pretraining"):
+            features = data.training_features(copy)
+            job.pretrain_seconds = pretrain(job.cfg, network, features, job.loggers, device)
+            job.pretrain_flops = pretraining_flops(job.cfg, network, len(features))
 
 
 def packed_callbacks(cfg: DictConfig, jobs: list[PackedJob]) -> list[L.Callback]:
@@ -163,16 +173,10 @@ def train_group(
     `singles`, the jobs' last.ckpt contents to continue from (continue_together)."""
     first = cfgs[0]  # every setting but the per-copy ones is the same in every job
     skip_nvml_check_without_driver()
-    network, jobs = packed_jobs(cfgs)
+    networks, generators, jobs = packed_jobs(cfgs)
     datamodule = PackedMNIST(instantiate(first.data), [cfg.data.seed for cfg in cfgs])
     datamodule.prepare_data()
     datamodule.setup("fit")  # missing or corrupt data fails here, before any training
-    module = PackedClassifier(
-        network,
-        optimizer=instantiate(first.optimizer),  # at the first job's rate: the others' scale 1
-        scheduler=instantiate(first.scheduler) if first.scheduler else None,
-        lr_scales=[cfg.optimizer.lr / first.optimizer.lr for cfg in cfgs],
-    )
     hparams = [compared_hparams(cfg, job.choices) for cfg, job in zip(cfgs, facts)]
     resumed_step = singles[0]["global_step"] if singles else None
     for job, job_hparams in zip(jobs, hparams):
@@ -181,10 +185,6 @@ def train_group(
             record_hyperparameters(job.loggers, job_hparams)
         checkpoint = job.cfg.callbacks.get("model_checkpoint")
         job.best = instantiate(checkpoint) if checkpoint else None
-    resume_from = None
-    if singles:
-        restore_jobs(singles, module, jobs)
-        resume_from = save_for_trainer(packed_checkpoint(singles, module, jobs), jobs)
     trainer = instantiate(
         first.trainer,
         logger=False,
@@ -196,6 +196,19 @@ def train_group(
     device = trainer.strategy.root_device.type
     for job, job_facts in zip(jobs, facts):
         log.info(what_it_trains(job.cfg, job_facts.choices, job.layer_sizes, device))
+    if not singles:  # a resumed job's checkpoint holds its pre-trained, further trained weights
+        pretrain_each(networks, jobs, datamodule, trainer.strategy.root_device)
+    network = PackedNetworks(networks, generators)
+    module = PackedClassifier(
+        network,
+        optimizer=instantiate(first.optimizer),  # at the first job's rate: the others' scale 1
+        scheduler=instantiate(first.scheduler) if first.scheduler else None,
+        lr_scales=[cfg.optimizer.lr / first.optimizer.lr for cfg in cfgs],
+    )
+    resume_from = None
+    if singles:
+        restore_jobs(singles, module, jobs)
+        resume_from = save_for_trainer(packed_checkpoint(singles, module), jobs)
 
     started = time.perf_counter()
     try:
@@ -211,8 +224,8 @@ def train_group(
             resume_from.unlink()
     train_seconds = time.perf_counter() - started
     for copy, job in enumerate(jobs):
-        if job.best_weights is not None:
-            network.set_copy(copy, job.best_weights)  # each job is tested at its best epoch
+        if job.best_state is not None:
+            network.set_copy(copy, job.best_state)  # each job is tested at its best epoch
     started = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - started
@@ -243,11 +256,15 @@ def job_outcome(
         validation=tested_validation(best, fit_results, copy),
         training=copy_values(fit_results.get("train", {}), copy),
         epochs=trainer.current_epoch,
-        seconds=seconds,  # the whole group's
+        seconds={
+            **seconds,
+            results.PRETRAIN_SECONDS: job.pretrain_seconds,
+        },  # training: the group's
         flops={
             results.TRAIN_FLOPS: job.flops_per_example
             * trainer.global_step
-            * job.cfg.data.batch_size
+            * job.cfg.data.batch_size,
+            results.PRETRAIN_FLOPS: job.pretrain_flops,
         },
         best_checkpoint=run_relative(Path(best), job.folder) if best else None,
         seed=job.cfg.seed,

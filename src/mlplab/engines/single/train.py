@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
@@ -21,6 +20,7 @@ from mlplab.config.checks import check_config
 from mlplab.job.build import build_classifier, build_trainer
 from mlplab.job.facts import JobFacts
 from mlplab.job.outcome import run_relative, stage_values, validation_of
+from mlplab.job.pretraining import pretrain, pretraining_flops
 from mlplab.model.compute import training_flops
 from mlplab.model.nets import layer_sizes
 from mlplab.record.console import what_it_trains
@@ -57,26 +57,6 @@ def device(trainer: L.Trainer) -> str:
     return trainer.strategy.root_device.type + processes
 
 
-def pretrain(
-    cfg: DictConfig, network: nn.Module, training_features: torch.Tensor, trainer: L.Trainer
-) -> float:
-    """Pre-train the network as the init group asks, on the trainer's device; return the seconds.
-
-    Lightning moves the network to its device later; the pre-training writes the weights into
-    it wherever it is.
-    """
-    started = time.perf_counter()
-    instantiate(cfg.init.pretraining)(
-        network,
-        training_features.to(trainer.strategy.root_device),
-        trainer.loggers,
-        seed=cfg.seed,
-    )
-    seconds = time.perf_counter() - started
-    log.info(f"pre-trained the hidden layers in {seconds:.1f} s")
-    return seconds
-
-
 def training_cost(
     cfg: DictConfig, network: nn.Module, trainer: L.Trainer, training_examples: int
 ) -> dict[str, int]:
@@ -86,12 +66,9 @@ def training_cost(
     checkpoint started from.
     """
     examples_seen = trainer.global_step * cfg.data.batch_size * trainer.world_size
-    pretraining = cfg.init.get("pretraining")
     return {
         results.TRAIN_FLOPS: training_flops(network, examples_seen),
-        results.PRETRAIN_FLOPS: instantiate(pretraining).flops(network, training_examples)
-        if pretraining
-        else 0,
+        results.PRETRAIN_FLOPS: pretraining_flops(cfg, network, training_examples),
     }
 
 
@@ -117,7 +94,13 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     # A resumed run's checkpoint holds the pre-trained (and further trained) weights.
     pretrain_seconds = 0.0
     if cfg.init.get("pretraining") and resume_from is None:
-        pretrain_seconds = pretrain(cfg, classifier.network, training_features, trainer)
+        pretrain_seconds = pretrain(
+            cfg,
+            classifier.network,
+            training_features,
+            trainer.loggers,
+            trainer.strategy.root_device,
+        )
 
     with process_group_per_job(trainer):
         started = time.perf_counter()
