@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydra_plugins.mlplab_packed_launcher.packed_launcher import GroupRun
 from mlplab.engines.packed.train import fit_and_test_packed
 from mlplab.errors import RunInterrupted, TrainingDiverged
 from mlplab.job.facts import JobFacts
@@ -521,3 +522,45 @@ def test_a_packed_group_that_finds_its_jobs_last_checkpoints_continues_as_a_grou
         assert curve_points(root / "requeued" / name) == alone_points - {
             point for point in at_checkpoint if point[1].startswith("activation/")
         }
+
+
+class Requeued(SystemExit):
+    """What submitit's handler ends the process with after requeueing the job."""
+
+
+def test_a_preempted_packed_group_is_requeued_once_saved_and_continues_as_a_group(
+    packed_and_alone,
+):
+    root, _, alone_metrics = packed_and_alone
+    cfgs = [
+        compose_train_config(
+            root / "preempted" / name, root / "data", [*TWO_EPOCHS, *IN_FLOAT64, *JOBS[name]]
+        )
+        for name in JOBS
+    ]
+    in_sweep = [JobFacts(number=number, in_sweep=True) for number in range(len(JOBS))]
+    requeue_requests = []
+
+    def scheduler(signum, frame):  # a stand-in for submitit's checkpoint_and_try_requeue
+        saved = [checkpoint(root, "preempted", name)["global_step"] for name in JOBS]
+        requeue_requests.append((signal.Signals(signum), saved))
+        raise Requeued(-1)
+
+    previous = signal.signal(signal.SIGUSR2, scheduler)
+    try:
+        with pytest.raises(Requeued):
+            fit_and_test_packed(cfgs, in_sweep, extra_callbacks=(SendSignalAtStep(13, "SIGUSR2"),))
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert requeue_requests == [(signal.SIGUSR2, [14, 14, 14])]  # every job saved first
+
+    # submitit requeues the group as it was launched: the same configs, continued together.
+    run = GroupRun(hydra_context=None, task_function=None, singletons={})
+    assert run.checkpoint(cfgs).args == (cfgs,)
+    continued = [outcome() for outcome in fit_and_test_packed(cfgs, in_sweep)]
+    assert [metrics["packed_jobs"] for metrics in continued] == [3, 3, 3]
+    for name, metrics, alone in zip(JOBS, continued, alone_metrics):
+        final = checkpoint(root, "preempted", name)["state_dict"]
+        for key, weight in checkpoint(root, "alone", name)["state_dict"].items():
+            torch.testing.assert_close(final[key], weight, rtol=0, atol=1e-7)  # as resumed alone
+        assert metrics["test/acc"] == pytest.approx(alone["test/acc"], abs=1e-6)

@@ -27,6 +27,7 @@ SHORT_NAMES = (
     "hydra.job.config.override_dirname.exclude_keys=[trainer,trainer.max_epochs,"
     "trainer.limit_train_batches,trainer.limit_val_batches,trainer.limit_test_batches,"
     "callbacks.progress_bar.refresh_rate,data.val_size,data.batch_size,hydra/launcher,"
+    "hydra.launcher.cluster,"
     "hparams_search]"
 )
 
@@ -92,19 +93,30 @@ def test_ddp_multirun_gives_each_job_one_folder_and_runs_each_job_once(tiny_mnis
     assert len([line for line in result.stdout.splitlines() if "test/acc" in line]) == 2
 
 
-@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
-def test_launchers_run_every_job_of_a_sweep_into_the_usual_folders(tiny_mnist, tmp_path, launcher):
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=parallel"], ["hydra/launcher=slurm", "hydra.launcher.cluster=local"]],
+)
+def test_launchers_train_each_packed_group_of_a_sweep_into_the_usual_folders(
+    tiny_mnist, tmp_path, launcher
+):
     sweep = tmp_path / "sweep"
     result = run_train(
-        ["-m", f"hydra/launcher={launcher}", "trainer=cpu", "activation=relu,tanh"]
+        ["-m", *launcher, "trainer=cpu", "activation=relu,tanh", "optimizer=adam,sgd"]
         + [*TINY_RUN, SHORT_NAMES, f"hydra.sweep.dir={sweep}"],
         tiny_mnist,
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert job_folders(sweep) == ["0_activation=relu", "1_activation=tanh"]
+    assert "packed together: #0, #2" in result.stderr + result.stdout
+    assert job_folders(sweep) == [
+        "0_activation=relu,optimizer=adam",
+        "1_activation=relu,optimizer=sgd",
+        "2_activation=tanh,optimizer=adam",
+        "3_activation=tanh,optimizer=sgd",
+    ]
     for job in job_folders(sweep):
-        completed_metrics(sweep / job)
+        assert completed_metrics(sweep / job)["packed_jobs"] == 2
 
 
 def trials(study_file: Path) -> list[tuple[str, float]]:

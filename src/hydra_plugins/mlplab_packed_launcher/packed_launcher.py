@@ -2,8 +2,10 @@
 
 Hydra finds launchers in the hydra_plugins package; this one runs the jobs in this process,
 like Hydra's basic launcher, but hands each group of packable jobs (mlplab.sweeps.packing)
-to mlplab.engines.packed.train as one training. Each job still gets its folder, its .hydra/
-files and its train.log from Hydra's run_job, and its result goes back to the sweeper.
+to mlplab.engines.packed.train as one training. The groups are what it launches: here, one
+after the other; side by side or on a cluster in the launchers beside it. Each job still
+gets its folder, its .hydra/ files and its train.log from Hydra's run_job, and its result
+goes back to the sweeper.
 It imports mlplab's training modules only when it launches: Hydra imports every plugin at
 start-up, `--help` included.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -27,6 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class PackedLauncher(Launcher):
+    """Runs the groups of a sweep here, one after the other; the launchers that subclass it run
+    them side by side (ParallelPackedLauncher) or as cluster jobs (SlurmPackedLauncher)."""
+
     def __init__(self) -> None:
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
@@ -57,8 +63,9 @@ class PackedLauncher(Launcher):
             self.job_config(overrides, initial_job_idx + index)
             for index, overrides in enumerate(job_overrides)
         ]
-        groups = packing_groups(configs)
-        for indices, reason in groups:
+        grouped = packing_groups(configs)
+        groups = [indices for indices, _ in grouped]
+        for indices, reason in grouped:
             numbers = ", ".join(f"#{initial_job_idx + index}" for index in indices)
             if len(indices) > 1:
                 log.info(f"packed together: {numbers}")
@@ -66,13 +73,20 @@ class PackedLauncher(Launcher):
                 log.info(f"alone: {numbers} ({reason or 'nothing to pack it with'})")
             for index in indices:
                 log.info(f"\t#{initial_job_idx + index} : {describe(job_overrides[index])}")
+        run = GroupRun(self.hydra_context, self.task_function, Singleton.get_state())
+        ran = self.run_groups(run, [[configs[index] for index in indices] for indices in groups])
         returns: dict[int, JobReturn] = {}
-        for indices, _ in groups:
-            group = [configs[index] for index in indices]
-            ran = self.run_packed(group) if len(indices) > 1 else [self.run(group[0])]
-            returns.update(zip(indices, ran))
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        for indices, group_returns in zip(groups, ran):
+            returns.update(zip(indices, group_returns))
         return [returns[index] for index in range(len(configs))]
+
+    def run_groups(self, run: GroupRun, groups: list[list[DictConfig]]) -> list[list[JobReturn]]:
+        """Each group's job returns: here, one group after the other."""
+        ran = []
+        for group in groups:
+            ran.append(run(group))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ran
 
     def job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
         config = self.hydra_context.config_loader.take_sweep_config(self.config, list(overrides))
@@ -80,6 +94,33 @@ class PackedLauncher(Launcher):
             config.hydra.job.id = number
             config.hydra.job.num = number
         return config
+
+
+class GroupRun:
+    """Runs one group of a sweep's jobs, wherever the launcher sends it (this process, a
+    worker, a cluster job): a single job as Hydra runs a job of a sweep, a packed group
+    trained as one. Picklable: it travels with the group."""
+
+    def __init__(
+        self, hydra_context: HydraContext, task_function: TaskFunction, singletons: dict
+    ) -> None:
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+        self.singletons = singletons
+
+    def __call__(self, configs: list[DictConfig]) -> list[JobReturn]:
+        Singleton.set_state(self.singletons)
+        setup_globals()
+        if len(configs) == 1:
+            return [self.run(configs[0])]
+        return self.run_packed(configs)
+
+    def checkpoint(self, configs: list[DictConfig]) -> Any:
+        """What submitit requeues when the cluster pre-empts the group: the same group, which
+        continues from its jobs' last.ckpt (mlplab.engines.packed.resume)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, configs)
 
     def run(self, config: DictConfig, task_function: TaskFunction | None = None) -> JobReturn:
         """Run `task_function` (the app's own by default) as Hydra runs a job of a sweep."""
@@ -121,6 +162,8 @@ class ComposedOnce:
         self.composed: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
 
     def __getattr__(self, name: str) -> Any:
+        if name == "loader":  # not set yet: an unpickled instance, in a launcher's worker
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def load_sweep_config(

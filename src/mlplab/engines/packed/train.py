@@ -53,6 +53,7 @@ from mlplab.record.trackers import (
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.safety.resume import finished_metrics
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
+from mlplab.scale.job_resources import share_machine
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def train_group(
     `singles`, the jobs' last.ckpt contents to continue from (continue_together)."""
     first = cfgs[0]  # every setting but the per-copy ones is the same in every job
     skip_nvml_check_without_driver()
+    share_machine(first, facts[0].number, facts[0].jobs_at_once)  # the group's share
     networks, generators, jobs = packed_jobs(cfgs)
     datamodule = PackedMNIST(instantiate(first.data), [cfg.data.seed for cfg in cfgs])
     datamodule.prepare_data()
