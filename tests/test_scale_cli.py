@@ -5,6 +5,8 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ SHORT_NAMES = (
     "hydra.job.config.override_dirname.exclude_keys=[trainer,trainer.max_epochs,"
     "trainer.limit_train_batches,trainer.limit_val_batches,trainer.limit_test_batches,"
     "callbacks.progress_bar.refresh_rate,data.val_size,data.batch_size,hydra/launcher,"
-    "hydra.launcher.cluster,"
+    "hydra.launcher.cluster,callbacks.trial.number,"
     "hparams_search]"
 )
 
@@ -119,37 +121,89 @@ def test_launchers_train_each_packed_group_of_a_sweep_into_the_usual_folders(
         assert completed_metrics(sweep / job)["packed_jobs"] == 2
 
 
-def trials(study_file: Path) -> list[tuple[str, float]]:
+def trials(study_file: Path) -> list[tuple[int, str, float | None]]:
+    """(number, state, value) of each trial of the study in `study_file`."""
     with sqlite3.connect(study_file) as connection:
         return connection.execute(
-            "SELECT trials.state, trial_values.value FROM trials "
-            "JOIN trial_values ON trials.trial_id = trial_values.trial_id"
+            "SELECT trials.number, trials.state, trial_values.value FROM trials "
+            "LEFT JOIN trial_values ON trials.trial_id = trial_values.trial_id ORDER BY number"
         ).fetchall()
 
 
-def test_optuna_search_stores_its_trials_and_a_second_run_extends_the_study(tiny_mnist, tmp_path):
-    def search(sweep: Path):
-        return run_train(
-            ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer=cpu"]
-            + [*TINY_RUN, SHORT_NAMES, f"hydra.sweep.dir={sweep}"],
-            tiny_mnist,
-            tmp_path,
-        )
+def search(tmp_path: Path, data: Path, sweep: Path, *extra: str, wait: bool = True):
+    arguments = ["hparams_search=optuna", "hydra.sweeper.n_jobs=2", "trainer=cpu"]
+    arguments += [*TINY_RUN, SHORT_NAMES, f"hydra.sweep.dir={sweep}", *extra]
+    if wait:
+        return run_train(arguments, data, tmp_path)
+    return start_train(arguments, data, tmp_path)
 
-    first = search(tmp_path / "first")
+
+def test_a_search_trains_each_batch_packed_and_the_same_command_continues_its_study(
+    tiny_mnist, tmp_path
+):
+    first = search(tmp_path, tiny_mnist, tmp_path / "first", "hydra.sweeper.n_trials=4")
     assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count("packed together:") == 2  # two batches of two trials
     study_file = tmp_path / "outputs" / "optuna" / "mlp_mnist.db"
-    assert [state for state, _ in trials(study_file)] == ["COMPLETE"] * 3
+    assert [state for _, state, _ in trials(study_file)] == ["COMPLETE"] * 4
     folders = job_folders(tmp_path / "first")
-    assert [folder.split("_")[0] for folder in folders] == ["0", "1", "2"]
-    assert all("optimizer.lr=" in folder and "model.hidden_sizes=" in folder for folder in folders)
-    # Each trial's value is what its job returned: the best val/acc in its metrics.json.
-    best_val_accs = sorted(completed_metrics(tmp_path / "first" / f)["val/acc"] for f in folders)
-    assert sorted(value for _, value in trials(study_file)) == pytest.approx(best_val_accs)
+    assert [folder.split("_")[0] for folder in folders] == ["0", "1", "2", "3"]
+    assert all("optimizer.lr=" in folder and "trial" not in folder for folder in folders)
+    metrics = [completed_metrics(tmp_path / "first" / folder) for folder in folders]
+    assert {job["packed_jobs"] for job in metrics} == {2}
+    # Each trial's value is its job's val/acc in its metrics.json.
+    values = sorted(value for _, _, value in trials(study_file))
+    assert values == pytest.approx(sorted(job["val/acc"] for job in metrics))
+    found = OmegaConf.load(tmp_path / "first" / "optimization_results.yaml")
+    assert found.best["values"]["val/acc"] == pytest.approx(max(values))
 
-    second = search(tmp_path / "second")
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert len(trials(study_file)) == 6
+    done = search(tmp_path, tiny_mnist, tmp_path / "again", "hydra.sweeper.n_trials=4")
+    assert done.returncode == 0 and "4 of 4 trials so far" in done.stdout
+    more = search(tmp_path, tiny_mnist, tmp_path / "more", "hydra.sweeper.n_trials=6")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert [number for number, _, _ in trials(study_file)] == list(range(6))
+
+
+def test_two_searches_share_a_study_and_the_dashboard_reads_its_trials(tiny_mnist, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    extra = ("hydra.sweeper.n_trials=4", "hydra/sweeper/pruner=none")
+    searches = [search(tmp_path, tiny_mnist, tmp_path / name, *extra, wait=False) for name in "ab"]
+    for process in searches:
+        _, errors = process.communicate(timeout=600)
+        assert process.returncode == 0, errors[-2000:]
+    study_file = tmp_path / "outputs" / "optuna" / "mlp_mnist.db"
+    stored = trials(study_file)
+    assert len(stored) >= 4 and {state for _, state, _ in stored} == {"COMPLETE"}
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    dashboard = subprocess.Popen(
+        [Path(sys.executable).with_name("optuna-dashboard"), f"sqlite:///{study_file}"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/studies"
+        for _ in range(100):
+            try:
+                studies = json.load(urllib.request.urlopen(url, timeout=5))["study_summaries"]
+                break
+            except OSError:
+                time.sleep(0.2)
+        (study,) = studies
+        assert study["study_name"] == "mlp_mnist"
+        detail = json.load(urllib.request.urlopen(f"{url}/{study['study_id']}", timeout=10))
+        served = sorted((trial["number"], trial["values"][0]) for trial in detail["trials"])
+        assert [number for number, _ in served] == [number for number, _, _ in stored]
+        assert [value for _, value in served] == pytest.approx([value for *_, value in stored])
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
 
 
 def test_ddp_run_killed_mid_epoch_resumes_to_the_results_of_an_uninterrupted_one(

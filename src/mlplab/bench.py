@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from mlplab.config.compose import compose_train_config
+from mlplab.config.compose import CONF, compose_train_config
 from mlplab.data.mnist import MNISTDataModule, TensorBatches
 from mlplab.engines.packed.train import train_group
 from mlplab.job.build import build_classifier, build_trainer
@@ -178,6 +178,7 @@ def packed_epoch(data_root: str, copies: int, output_dir: Path, timer: EpochTime
         outcome()  # a failed job fails the bench
 
 
+PRESET_LAUNCHERS = {"one_by_one": ["hydra/launcher=basic"], "default": []}
 SWEEP_LAUNCHERS = {  # name: the launcher override of `python -m train -m`
     "one_by_one": ["hydra/launcher=basic"],
     "parallel": ["hydra/launcher=parallel"],
@@ -191,13 +192,17 @@ def timed_sweep(
     """`python -m train -m seed=1,...,jobs`: wall time from launch to its sweep report, and
     the first job's metrics.json."""
     seeds = ",".join(str(seed) for seed in range(1, jobs + 1))
+    overrides = [f"seed={seeds}", f"trainer={trainer}", f"trainer.max_epochs={epochs}"]
+    return timed_multirun(data_root, [*launcher, *overrides])
+
+
+def timed_multirun(data_root: str, overrides: list[str]) -> tuple[float, dict]:
+    """`python -m train -m <overrides>`: wall time from launch to its sweep report, and the
+    first job's metrics.json."""
     with tempfile.TemporaryDirectory() as folder:
         command = [
-            *(sys.executable, "-m", "train", "-m", *launcher),
-            f"seed={seeds}",
-            f"trainer={trainer}",
+            *(sys.executable, "-m", "train", "-m", *overrides),
             f"data.root={data_root}",
-            f"trainer.max_epochs={epochs}",
             f"hydra.sweep.dir={folder}/sweep",
             "hydra.sweep.subdir=${hydra.job.num}",
         ]
@@ -393,6 +398,28 @@ def run_sweeps(data_root: str, jobs: int, epochs: int, trainer: str = "default")
     }
 
 
+def run_presets(data_root: str, epochs: int | None) -> dict:
+    """Each preset of conf/experiment with seed=1,2,3 (README's Results), one job at a time
+    and then with the default launcher, launch to report; `epochs` in place of the presets'
+    own when given."""
+    presets = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
+    shortened = [f"trainer.max_epochs={epochs}"] if epochs else []
+    seconds: dict[str, dict[str, float]] = {}
+    for preset in presets:
+        overrides = [f"experiment={preset}", "seed=1,2,3", *shortened]
+        seconds[preset] = {
+            name: timed_multirun(data_root, [*launcher, *overrides])[0]
+            for name, launcher in PRESET_LAUNCHERS.items()
+        }
+    total = {name: sum(times[name] for times in seconds.values()) for name in PRESET_LAUNCHERS}
+    return {
+        "epochs": epochs or "the presets' own",
+        "seconds": seconds,
+        "total": total,
+        "default / one_by_one": total["default"] / total["one_by_one"],
+    }
+
+
 def run_gpu_packing(data_root: str, jobs: int, epochs: int, repetitions: int) -> dict:
     """On the GPU: one job against `jobs` seeds packed, each launch to report, alternating;
     and each one's training time (the packed group's for all its jobs)."""
@@ -456,6 +483,15 @@ def print_gpu_table(results: dict) -> None:
     )
 
 
+def print_presets(presets: dict) -> None:
+    print(f"presets with seed=1,2,3, {presets['epochs']} epochs, launch to report (s)")
+    print(f"  {'preset':<26} {'one by one':>10} {'default':>8} {'ratio':>6}")
+    rows = [*presets["seconds"].items(), ("total", presets["total"])]
+    for name, seconds in rows:
+        one, packed = seconds["one_by_one"], seconds["default"]
+        print(f"  {name:<26} {one:10.1f} {packed:8.1f} {packed / one:5.2f}x")
+
+
 def print_sweeps(sweeps: dict) -> None:
     print(f"sweep of {sweeps['jobs']} seeds x {sweeps['epochs']} epochs, launch to report (s)")
     for name, seconds in sweeps["seconds"].items():
@@ -472,6 +508,12 @@ def main() -> None:
     parser.add_argument("--sweep-jobs", type=int, default=8, help="0: no sweeps")
     parser.add_argument("--sweep-epochs", type=int, default=2)
     parser.add_argument(
+        "--presets",
+        action="store_true",
+        help="only the course's presets with seed=1,2,3, one job at a time against the default",
+    )
+    parser.add_argument("--preset-epochs", type=int, help="in place of each preset's own")
+    parser.add_argument(
         "--gpu-packed-jobs",
         type=int,
         default=0,
@@ -480,6 +522,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.presets:
+        presets = run_presets(args.data_root, args.preset_epochs)
+        args.output.write_text(json.dumps(presets, indent=2) + "\n")
+        print_presets(presets)
+        return
     if args.gpu_packed_jobs:
         results = run_gpu_packing(
             args.data_root, args.gpu_packed_jobs, args.sweep_epochs, args.repetitions

@@ -18,8 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-# Settings each copy of a packed network has for itself.
-PER_COPY_KEYS = ("seed", "init", "activation", "model.dropout")
+# Settings each copy of a packed network has for itself (a search's trial too).
+PER_COPY_KEYS = ("seed", "init", "activation", "model.dropout", "callbacks.trial.number")
 PACKED_MODELS = ("mlplab.model.nets.MLP", "mlplab.model.nets.SoftmaxRegression")
 PACKED_DATA = "mlplab.data.mnist.MNISTDataModule"
 # Optimisers whose step moves each weight by the learning rate times an amount that does not
@@ -82,6 +82,10 @@ HONOURED_SETTINGS = {
     ),
     "callbacks.save_on_signal": ("mlplab.safety.signals.SaveOnSignal", {"folder": None}),
     "diagnostics": ("mlplab.record.diagnostics.TrainingDiagnostics", {"histograms": None}),
+    "callbacks.trial": (
+        "mlplab.search.pruning.ReportToTrial",
+        {"storage": None, "study_name": None, "number": None, "monitor": None, "pruner": None},
+    ),
 }
 
 
@@ -158,8 +162,10 @@ def shared_settings(cfg: DictConfig) -> str:
     if "activation" in cfg.model:
         settings["activation_kind"] = activation_kind(cfg.activation)
     for key in (*PER_COPY_KEYS, "optimizer.lr") if lr_per_copy(cfg) else PER_COPY_KEYS:
-        parent, _, name = key.rpartition(".")
-        node = settings.get(parent, {}) if parent else settings
+        *parents, name = key.split(".")
+        node = settings
+        for parent in parents:
+            node = node.get(parent) or {}
         node.pop(name, None)
     return json.dumps(settings, sort_keys=True, default=str)
 

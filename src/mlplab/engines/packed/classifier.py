@@ -16,11 +16,12 @@ from mlplab.engines.divergence import DivergenceWatch
 from mlplab.engines.epoch_sums import EpochSums
 from mlplab.engines.packed.network import PackedNetworks
 from mlplab.engines.single.classifier import OptimizerFactory, SchedulerFactory
-from mlplab.errors import TrainingDiverged
+from mlplab.errors import KnownError
 
 
 class PackedClassifier(L.LightningModule):
-    """Trains the copies of `network` together; a copy whose loss diverges stops alone.
+    """Trains the copies of `network` together; a copy whose loss diverges, or that a search
+    prunes, stops alone.
 
     After each epoch `epoch_results` holds each copy's train and validation means, and after
     testing `test_results` its test means ({"acc", "loss"} -> (K,) tensors).
@@ -46,7 +47,8 @@ class PackedClassifier(L.LightningModule):
         self.evaluation_sums = EpochSums(copies)
         self.step_losses = torch.zeros(copies)  # each copy's loss at the last step
         self.divergence_watch = DivergenceWatch(copies)
-        self.frozen: dict[int, dict[str, torch.Tensor]] = {}  # a diverged copy's state, kept as is
+        self.frozen: dict[int, dict[str, torch.Tensor]] = {}  # a stopped copy's state, kept as is
+        self.pruned: dict[int, KnownError] = {}
         self.epoch_results: dict[str, dict[str, torch.Tensor]] = {}
         self.test_results: dict[str, torch.Tensor] = {}
 
@@ -54,12 +56,23 @@ class PackedClassifier(L.LightningModule):
         return self.network(features)
 
     @property
-    def diverged(self) -> dict[int, TrainingDiverged]:
-        """The copies whose loss diverged, with their errors."""
-        return self.divergence_watch.diverged
+    def stopped(self) -> dict[int, KnownError]:
+        """The copies that stopped before the end, with their errors: diverged, or pruned."""
+        return {**self.divergence_watch.diverged, **self.pruned}
 
     def active(self) -> list[int]:
-        return [copy for copy in range(self.network.copies) if copy not in self.diverged]
+        return [copy for copy in range(self.network.copies) if copy not in self.stopped]
+
+    def stop_copy(self, copy: int, error: KnownError) -> None:
+        """Stop copy `copy`'s updates for good (its weights and statistics stay as they are)."""
+        self.pruned[copy] = error
+        self.freeze_copy(copy)
+
+    def freeze_copy(self, copy: int) -> None:
+        state = self.network.copy_state(copy).items()
+        self.frozen[copy] = {name: value.detach().clone() for name, value in state}
+        if not self.active():
+            self.trainer.should_stop = True
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         features, labels = batch
@@ -69,7 +82,7 @@ class PackedClassifier(L.LightningModule):
         logits = self.network(features)
         losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
         copy_losses = losses.mean(dim=1)
-        trained = copy_losses[self.active()] if self.diverged else copy_losses
+        trained = copy_losses[self.active()] if self.stopped else copy_losses
         self.manual_backward(trained.sum())
         if self.lr_scales:
             before = [parameter.detach().clone() for parameter in self.network.stacked]
@@ -106,12 +119,7 @@ class PackedClassifier(L.LightningModule):
             every_n_steps=self.trainer.log_every_n_steps,
         )
         for copy in diverged:
-            self.frozen[copy] = {
-                name: value.detach().clone()
-                for name, value in self.network.copy_state(copy).items()
-            }
-        if not self.active():
-            self.trainer.should_stop = True
+            self.freeze_copy(copy)
 
     def on_train_start(self) -> None:
         # Fresh or restored from the jobs' checkpoints, the sums live where the weights do.

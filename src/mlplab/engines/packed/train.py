@@ -34,6 +34,7 @@ from mlplab.engines.packed.resume import (
     restore_jobs,
     save_for_trainer,
 )
+from mlplab.engines.packed.trials import PackedTrials
 from mlplab.engines.single.train import fit_and_test
 from mlplab.errors import KnownError
 from mlplab.job.build import build_network
@@ -54,6 +55,7 @@ from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.safety.resume import finished_metrics
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
 from mlplab.scale.job_resources import share_machine
+from mlplab.search.pruning import Trial
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +122,15 @@ def packed_callbacks(cfg: DictConfig, jobs: list[PackedJob]) -> list[L.Callback]
     ]
     if callbacks.get("save_on_signal"):
         packed.append(SaveEveryJobOnSignal(checkpoints))
+    if callbacks.get("trial"):  # a search's: each job its own trial
+        packed.append(PackedTrials([trial_of(job.cfg) for job in jobs]))
     progress_bar = callbacks.get("progress_bar")
     return [instantiate(progress_bar), *packed] if progress_bar else packed
+
+
+def trial_of(cfg: DictConfig) -> Trial:
+    """The search's trial of the job of `cfg`, as its single run's callback reaches it."""
+    return instantiate(cfg.callbacks.trial).trial
 
 
 def fit_and_test_packed(
@@ -248,9 +257,9 @@ def job_outcome(
     seconds: dict[str, float],
 ) -> Outcome:
     """Copy `copy`'s metrics, as a single run of its job reports them, also to its trackers."""
-    if copy in module.diverged:
+    if copy in module.stopped:
         close_trackers(job.loggers)
-        return failed(module.diverged[copy])
+        return failed(module.stopped[copy])
     fit_results = module.epoch_results  # the last epoch's
     best = job.best.best_model_path if job.best else ""
     metrics = results.completed_metrics(

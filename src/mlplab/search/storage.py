@@ -1,0 +1,29 @@
+"""Where a study lives: an Optuna storage URL, a SQLite file under outputs/ by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SQLITE_PREFIX = "sqlite:///"
+# Two searches writing one SQLite study wait this long for each other's writes.
+SQLITE_TIMEOUT_SECONDS = 60
+
+
+def sqlite_file(storage: str | None) -> Path | None:
+    """The file of an Optuna storage URL such as sqlite:///outputs/optuna/study.db, if any."""
+    if storage and storage.startswith(SQLITE_PREFIX):
+        return Path(storage[len(SQLITE_PREFIX) :])
+    return None
+
+
+def open_storage(url: str):
+    """Optuna's storage at `url`; a SQLite file's folder is created (SQLite makes only the file)."""
+    import optuna
+
+    study_file = sqlite_file(url)
+    if study_file is None:
+        return optuna.storages.RDBStorage(url)
+    study_file.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
+    )

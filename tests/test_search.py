@@ -1,0 +1,138 @@
+"""The search: its space in Hydra's grammar, a study that lasts, trials that report and prune."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mlplab.errors import ConfigError
+from mlplab.search.space import grid, search_space, trial_overrides
+from mlplab.search.storage import open_storage, sqlite_file
+from mlplab.search.study import OWNER, take_over_interrupted, tell, trials_counted
+from tests.conftest import SMALL_RUN, compose_train_config
+from tests.test_packed import train_packed
+
+
+def test_params_and_command_line_sweeps_become_distributions_and_the_rest_is_shared():
+    params = {
+        "optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+        "model.hidden_sizes": "choice([128], [256, 256])",
+        "seed": "range(1, 4)",
+        "activation": "choice(relu, tanh)",
+    }
+    space, fixed = search_space(params, ["activation=relu,gelu", "trainer.max_epochs=3"])
+    assert space["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-4, 0.1, log=True)
+    assert space["model.hidden_sizes"].choices == ("[128]", "[256,256]")
+    assert space["seed"] == optuna.distributions.IntDistribution(1, 3)
+    assert space["activation"].choices == ("relu", "gelu")  # the command line wins
+    assert fixed == ["trainer.max_epochs=3"]
+    overrides = trial_overrides({"model.hidden_sizes": "[256,256]", "optimizer.lr": 0.002})
+    assert overrides == ["model.hidden_sizes=[256,256]", "optimizer.lr=0.002"]
+
+
+def test_the_grid_takes_choices_and_ranges_and_names_an_interval_it_cannot_take():
+    space, _ = search_space({"seed": "range(1, 7, 2)", "activation": "choice(relu, tanh)"}, [])
+    assert grid(space) == {"seed": [1, 3, 5], "activation": ["relu", "tanh"]}
+    space, _ = search_space({"model.dropout": "interval(0.0, 0.5)"}, [])
+    with pytest.raises(ConfigError, match="hydra.sweeper.params.model.dropout is an interval"):
+        grid(space)
+
+
+def test_an_sqlite_study_gets_its_folder_and_other_storages_are_urls(tmp_path):
+    study_file = tmp_path / "deep" / "optuna" / "study.db"
+    assert sqlite_file(f"sqlite:///{study_file}") == study_file
+    assert sqlite_file("postgresql://host/db") is None
+    optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{study_file}"))
+    assert study_file.exists()
+
+
+def dead_process() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_killed_searchs_unfinished_trials_run_again_and_a_running_searchs_stay_its_own(
+    tmp_path,
+):
+    import socket
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    finished = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(finished, 0.5)
+    killed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    killed.set_user_attr(OWNER, f"{socket.gethostname()}:{dead_process()}")
+    running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    running.set_user_attr(OWNER, f"{socket.gethostname()}:{__import__('os').getpid()}")
+    elsewhere = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    elsewhere.set_user_attr(OWNER, "another-host:1")
+
+    assert take_over_interrupted(study) == 1
+    states = [trial.state.name for trial in study.get_trials()]
+    assert states == ["COMPLETE", "FAIL", "RUNNING", "RUNNING", "WAITING"]
+    assert trials_counted(study) == 3  # the finished one and the two still running
+    again = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert again.params == killed.params  # asked again first
+
+
+class PruneOddTrials(optuna.pruners.BasePruner):
+    """Prunes the trials with an odd number at their first report."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number % 2 == 1
+
+
+def trial_config(tmp_path: Path, data: Path, storage: str, number: int, *extra: str):
+    trial = [
+        "+callbacks.trial._target_=mlplab.search.pruning.ReportToTrial",
+        f"+callbacks.trial.storage={storage}",
+        "+callbacks.trial.study_name=s",
+        f"+callbacks.trial.number={number}",
+        "+callbacks.trial.monitor=val/acc",
+        f"+callbacks.trial.pruner._target_={__name__}.PruneOddTrials",
+    ]
+    overrides = [*SMALL_RUN, "trainer.max_epochs=3", f"seed={number + 1}", *trial, *extra]
+    return compose_train_config(tmp_path / str(number), data, overrides)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_pruned_trial_stops_at_its_epoch_and_in_a_packed_group_the_others_go_on(
+    tiny_mnist, tmp_path, packed
+):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    space = {"model.dropout": optuna.distributions.FloatDistribution(0, 0.5)}
+    trials = [study.ask(space) for _ in range(2)]
+    cfgs = [
+        trial_config(tmp_path, tiny_mnist, storage, trial.number, f"model.dropout={dropout}")
+        for trial, dropout in zip(trials, (0.1, 0.2))
+    ]
+    if packed:
+        outcomes = train_packed(cfgs)
+    else:
+        from tests.conftest import train
+
+        outcomes = []
+        for cfg in cfgs:
+            try:
+                outcomes.append(train(cfg))
+            except Exception as error:
+                outcomes.append(error)
+    kept, pruned = outcomes
+    assert kept["status"] == "completed" and kept["epochs"] == 3
+    assert kept.get("packed_jobs") == (2 if packed else None)
+    written = json.loads((tmp_path / "1" / "metrics.json").read_text())
+    assert written["status"] == "pruned"
+    assert written["error"].startswith("pruned by the search at epoch 0: val/acc ")
+    for trial, cfg in zip(trials, cfgs):
+        tell(study, trial, Path(cfg.output_dir), ["val/acc"])
+    reported = study.get_trials()
+    assert [trial.state.name for trial in reported] == ["COMPLETE", "PRUNED"]
+    assert sorted(reported[0].intermediate_values) == [0, 1, 2]  # every epoch
+    assert list(reported[1].intermediate_values) == [0]
+    assert reported[0].value == pytest.approx(kept["val/acc"])
