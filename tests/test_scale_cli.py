@@ -156,6 +156,7 @@ def test_a_search_trains_each_batch_packed_and_the_same_command_continues_its_st
     assert values == pytest.approx(sorted(job["val/acc"] for job in metrics))
     found = OmegaConf.load(tmp_path / "first" / "optimization_results.yaml")
     assert found.best["values"]["val/acc"] == pytest.approx(max(values))
+    assert "## Search: Best trial" in (tmp_path / "first" / "summary.md").read_text()
 
     done = search(tmp_path, tiny_mnist, tmp_path / "again", "hydra.sweeper.n_trials=4")
     assert done.returncode == 0 and "4 of 4 trials so far" in done.stdout

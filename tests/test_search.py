@@ -136,3 +136,25 @@ def test_a_pruned_trial_stops_at_its_epoch_and_in_a_packed_group_the_others_go_o
     assert sorted(reported[0].intermediate_values) == [0, 1, 2]  # every epoch
     assert list(reported[1].intermediate_values) == [0]
     assert reported[0].value == pytest.approx(kept["val/acc"])
+
+
+def test_several_objectives_end_in_a_pareto_front_that_the_report_shows(tmp_path):
+    from mlplab.search.study import outcome
+    from mlplab.sweeps.summary import search_table
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for accuracy, flops in ((0.9, 10.0), (0.95, 30.0), (0.8, 40.0)):  # the third is dominated
+        trial = study.ask(space)
+        trial.set_user_attr("job_folder", str(tmp_path / f"{trial.number}_x"))
+        study.tell(trial, [accuracy, flops])
+    found = outcome(study, ["val/acc", "train_flops"])
+    assert [trial["number"] for trial in found["pareto_front"]] == [0, 1]
+    assert found["pareto_front"][1]["values"] == {"val/acc": 0.95, "train_flops": 30.0}
+    table = search_table(found).splitlines()
+    assert table[1] == "## Search: Pareto front"
+    assert table[3:5] == [
+        "| trial | val/acc | train_flops | params | job folder |",
+        "|---|---|---|---|---|",
+    ]
+    assert table[6].startswith("| 1 | 0.95 | 30 | x=") and table[6].endswith("| 1_x |")

@@ -25,7 +25,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mlplab.config.compose import CONF, compose_train_config
@@ -420,6 +420,55 @@ def run_presets(data_root: str, epochs: int | None) -> dict:
     }
 
 
+SEARCH_MODES = {  # name: how the search's trials train
+    "packed_pruned": ["hydra.sweeper.n_jobs=8"],
+    "one_at_a_time": ["hydra.sweeper.n_jobs=1", "hydra/sweeper/pruner=none"],
+}
+
+
+def timed_search(data_root: str, overrides: list[str]) -> tuple[float, float]:
+    """`python -m train hparams_search=optuna <overrides>` in a folder of its own: wall time
+    from launch to its report, and the best val/acc it found."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [
+            *(sys.executable, "-m", "train", "hparams_search=optuna", *overrides),
+            f"data.root={data_root}",
+            f"hydra.sweeper.storage=sqlite:///{folder}/study.db",
+            f"hydra.sweep.dir={folder}/sweep",
+        ]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        found = OmegaConf.load(Path(folder) / "sweep" / "optimization_results.yaml")
+        return seconds, found.best["values"]["val/acc"]
+
+
+def run_search(data_root: str, trials: int, epochs: int, seeds: int) -> dict:
+    """The search of conf/hparams_search/optuna.yaml, `trials` trials of `epochs` epochs,
+    packed and pruned against one trial at a time without pruning, for each sampler seed."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in SEARCH_MODES}
+    for seed in range(1, seeds + 1):
+        shared = [
+            f"hydra.sweeper.n_trials={trials}",
+            f"trainer.max_epochs={epochs}",
+            f"hydra.sweeper.sampler.seed={seed}",
+        ]
+        for name, mode in SEARCH_MODES.items():
+            runs[name].append(timed_search(data_root, [*shared, *mode]))
+    seconds = {name: [wall for wall, _ in values] for name, values in runs.items()}
+    best = {name: [value for _, value in values] for name, values in runs.items()}
+    return {
+        "trials": trials,
+        "epochs": epochs,
+        "seconds": seconds,
+        "best_val_acc": best,
+        "packed_pruned / one_at_a_time": [
+            packed / alone
+            for packed, alone in zip(seconds["packed_pruned"], seconds["one_at_a_time"])
+        ],
+    }
+
+
 def run_gpu_packing(data_root: str, jobs: int, epochs: int, repetitions: int) -> dict:
     """On the GPU: one job against `jobs` seeds packed, each launch to report, alternating;
     and each one's training time (the packed group's for all its jobs)."""
@@ -492,6 +541,20 @@ def print_presets(presets: dict) -> None:
         print(f"  {name:<26} {one:10.1f} {packed:8.1f} {packed / one:5.2f}x")
 
 
+def print_search(search: dict) -> None:
+    print(f"search of {search['trials']} trials x {search['epochs']} epochs, launch to report")
+    print(
+        f"  {'sampler seed':<14} {'packed+pruned (s)':>18} {'one at a time (s)':>18} {'ratio':>6}"
+    )
+    ratios = search["packed_pruned / one_at_a_time"]
+    seconds, best = search["seconds"], search["best_val_acc"]
+    for seed, ratio in enumerate(ratios):
+        packed, alone = seconds["packed_pruned"][seed], seconds["one_at_a_time"][seed]
+        print(f"  {seed + 1:<14} {packed:18.1f} {alone:18.1f} {ratio:5.2f}x")
+    for name, values in best.items():
+        print(f"  best val/acc, {name:<16} " + "  ".join(f"{value:.4f}" for value in values))
+
+
 def print_sweeps(sweeps: dict) -> None:
     print(f"sweep of {sweeps['jobs']} seeds x {sweeps['epochs']} epochs, launch to report (s)")
     for name, seconds in sweeps["seconds"].items():
@@ -514,6 +577,14 @@ def main() -> None:
     )
     parser.add_argument("--preset-epochs", type=int, help="in place of each preset's own")
     parser.add_argument(
+        "--search",
+        action="store_true",
+        help="only the search, packed and pruned against one trial at a time, unpruned",
+    )
+    parser.add_argument("--search-trials", type=int, default=32)
+    parser.add_argument("--search-epochs", type=int, default=3)
+    parser.add_argument("--search-seeds", type=int, default=3, help="sampler seeds")
+    parser.add_argument(
         "--gpu-packed-jobs",
         type=int,
         default=0,
@@ -522,6 +593,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.search:
+        search = run_search(
+            args.data_root, args.search_trials, args.search_epochs, args.search_seeds
+        )
+        args.output.write_text(json.dumps(search, indent=2) + "\n")
+        print_search(search)
+        return
     if args.presets:
         presets = run_presets(args.data_root, args.preset_epochs)
         args.output.write_text(json.dumps(presets, indent=2) + "\n")

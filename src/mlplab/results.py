@@ -70,6 +70,8 @@ REPORT_FILES = (
     GRAD_NORMS_PLOT,
     COMPUTE_PLOT,
 )
+# What a search writes into its sweep folder: its best trial, or its Pareto front.
+SEARCH_RESULTS = "optimization_results.yaml"
 
 
 def layer_tag(prefix: str, layer: int) -> str:

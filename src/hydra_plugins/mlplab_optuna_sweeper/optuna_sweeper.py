@@ -22,8 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "optimization_results.yaml"
-
 
 class OptunaSweeper(Sweeper):
     def __init__(
@@ -65,6 +63,7 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from mlplab.errors import ConfigError
+        from mlplab.results import SEARCH_RESULTS
         from mlplab.search.space import grid, search_space, trial_overrides
         from mlplab.search.storage import open_storage
         from mlplab.search.study import (
@@ -119,5 +118,5 @@ class OptunaSweeper(Sweeper):
             for trial, job in zip(trials, returns):
                 tell(study, trial, Path(job.hydra_cfg.hydra.runtime.output_dir), self.objectives)
         found = outcome(study, self.objectives)
-        (sweep_dir / RESULTS_FILE).write_text(OmegaConf.to_yaml(found))
-        log.info(f"{RESULTS_FILE}: {found}")
+        (sweep_dir / SEARCH_RESULTS).write_text(OmegaConf.to_yaml(found))
+        log.info(f"{SEARCH_RESULTS}: {found}")

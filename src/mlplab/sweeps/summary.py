@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 import mlplab.results as results
 from mlplab.sweeps.jobs import JobFolder, find_jobs
 
-GROUPING_KEYS_IGNORED = ("seed", "data.root")  # runs that differ only by these are grouped
+GROUPING_KEYS_IGNORED = (
+    "seed",
+    "data.root",
+    "callbacks.trial.number",
+)  # grouped when only these differ
 SUMMARY_COLUMNS = (
     "configuration",
     "n",
@@ -149,9 +154,32 @@ def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
         writer = csv.DictWriter(file, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    (sweep_dir / results.SUMMARY_MARKDOWN).write_text(markdown_table(rows))
+    found = sweep_dir / results.SEARCH_RESULTS
+    search = search_table(OmegaConf.to_container(OmegaConf.load(found))) if found.exists() else ""
+    (sweep_dir / results.SUMMARY_MARKDOWN).write_text(markdown_table(rows) + search)
     plot_sweep(groups, sweep_dir)
     return rows
+
+
+def search_table(found: dict[str, Any]) -> str:
+    """The search's best trial, or its Pareto front, as a markdown table."""
+    trials = found.get("pareto_front") or ([found["best"]] if found.get("best") else [])
+    if not trials:
+        return ""
+    title = "Pareto front" if "pareto_front" in found else "Best trial"
+    objectives = list(trials[0]["values"])
+    header = ["trial", *objectives, "params", "job folder"]
+    lines = [
+        f"\n## Search: {title}\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for trial in trials:
+        values = [f"{trial['values'][key]:.4g}" for key in objectives]
+        params = ", ".join(f"{key}={value}" for key, value in trial["params"].items())
+        folder = Path(trial["job_folder"]).name if trial["job_folder"] else ""
+        lines.append("| " + " | ".join([str(trial["number"]), *values, params, folder]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 class ReportAtSweepEnd(Callback):
