@@ -175,7 +175,7 @@ def test_callbacks_checkpoint_last_and_best_by_val_acc_and_monitor_the_learning_
     assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_top_k) == ("val/acc", "max", 1)
     assert callbacks["last_checkpoint"].every_n_train_steps == 500
     assert type(callbacks["learning_rate_monitor"]).__name__ == "LearningRateMonitor"
-    assert type(callbacks["progress_bar"]).__name__ == "TQDMProgressBar"
+    assert type(callbacks["progress_bar"]).__name__ == "EpochLines"  # pytest's output: no terminal
 
 
 def test_data_option_builds_the_mnist_datamodule(small_run_config):
@@ -185,13 +185,17 @@ def test_data_option_builds_the_mnist_datamodule(small_run_config):
 @pytest.mark.parametrize(
     ("launcher", "target", "settings"),
     [
-        ("parallel", "JoblibLauncher", {"n_jobs": 2}),
-        ("slurm", "SlurmLauncher", {"timeout_min": 60, "gpus_per_node": 1, "tasks_per_node": 1}),
+        ("parallel", "ParallelPackedLauncher", {"n_jobs": 2}),
+        (
+            "slurm",
+            "SlurmPackedLauncher",
+            {"timeout_min": 60, "gpus_per_node": 1, "cluster": "slurm"},
+        ),
         # Requeued when pre-empted or at the time limit, warned early enough to save.
-        ("slurm", "SlurmLauncher", {"signal_delay_s": 120, "max_num_timeout": 20}),
+        ("slurm", "SlurmPackedLauncher", {"signal_delay_s": 120, "max_num_timeout": 20}),
     ],
 )
-def test_launcher_presets_extend_the_plugins_configs(launcher, target, settings):
+def test_launchers_pack_in_front_of_joblib_and_submitit(launcher, target, settings):
     from hydra import compose, initialize
 
     with initialize(version_base="1.3", config_path="../conf"):
@@ -200,18 +204,19 @@ def test_launcher_presets_extend_the_plugins_configs(launcher, target, settings)
     assert {key: cfg.hydra.launcher[key] for key in settings} == settings
 
 
-def test_optuna_search_maximises_over_lr_hidden_sizes_dropout_and_activation():
+def test_the_search_varies_only_what_a_packed_copy_keeps_for_itself_and_prunes():
     from hydra import compose, initialize
+
+    from mlplab.sweeps.packing import PER_COPY_KEYS
 
     with initialize(version_base="1.3", config_path="../conf"):
         cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert sweeper.direction == "maximize"
-    assert set(sweeper.params) == {
-        "optimizer.lr",
-        "model.hidden_sizes",
-        "model.dropout",
-        "activation",
-    }
+    assert sweeper._target_.endswith("mlplab_optuna_sweeper.optuna_sweeper.OptunaSweeper")
+    assert (sweeper.direction, list(sweeper.objectives)) == ("maximize", ["val/acc"])
+    assert set(sweeper.params) == {"optimizer.lr", "model.dropout", "activation", "init"}
+    assert set(sweeper.params) - {"optimizer.lr"} <= set(PER_COPY_KEYS)  # lr: Adam's scales
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
     assert sweeper.params["optimizer.lr"].startswith("tag(log")
     assert sweeper.storage.startswith("sqlite:///")

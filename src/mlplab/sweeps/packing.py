@@ -73,7 +73,7 @@ HONOURED_SETTINGS = {
         {"logging_interval": ("epoch", "step"), "log_momentum": (False,)},
     ),
     "callbacks.progress_bar": (
-        "lightning.pytorch.callbacks.TQDMProgressBar",
+        "mlplab.record.progress.progress_bar",
         {"refresh_rate": None},
     ),
     "callbacks.last_checkpoint": (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -13,6 +14,8 @@ from omegaconf import OmegaConf
 
 import mlplab.results as results
 from mlplab.sweeps.jobs import JobFolder, find_jobs
+
+log = logging.getLogger(__name__)
 
 GROUPING_KEYS_IGNORED = (
     "seed",
@@ -186,4 +189,6 @@ class ReportAtSweepEnd(Callback):
     """Hydra callback: write the sweep report when a multirun ends, failed jobs included."""
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
-        write_report(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        write_report(sweep_dir)
+        log.info(f"sweep report: {sweep_dir / results.SUMMARY_MARKDOWN} (plots beside it)")
