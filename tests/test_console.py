@@ -125,4 +125,33 @@ def test_help_lists_each_group_with_its_options_and_example_commands(tmp_path):
     assert "activation: elu, gelu, leaky_relu" in result.stdout
     assert "logger: csv, mlflow, none, tensorboard, wandb" in result.stdout
     assert "python -m train -m experiment=relu_vs_sigmoid seed=1,2,3" in result.stdout
+    extras = "hydra/launcher=parallel, hydra/launcher=slurm, hparams_search=optuna   [scale]"
+    assert extras in result.stdout and "logger=mlflow" in result.stdout.split(extras)[1]
     assert not list(Path(tmp_path).iterdir())  # --help runs nothing
+
+
+@pytest.mark.parametrize(
+    ("arguments", "package"),
+    [
+        (["-m", "hydra/launcher=parallel", "seed=1,2"], "joblib"),
+        (["-m", "hydra/launcher=slurm", "seed=1,2"], "submitit"),
+        (["hparams_search=optuna"], "optuna"),
+    ],
+)
+def test_an_option_whose_extra_is_missing_answers_with_the_pip_install_that_brings_it(
+    monkeypatch, arguments, package
+):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == package else find_spec(name, *a),
+    )
+    option = next(argument for argument in arguments if "=" in argument and "seed" not in argument)
+    with pytest.raises(ConfigError) as error:
+        check(*arguments)
+    assert str(error.value) == (
+        f"{option} needs the {package} package, which is not installed: pip install -e '.[scale]'"
+    )

@@ -204,6 +204,27 @@ def check_loggers(loggers: DictConfig | None) -> None:
             )
 
 
+# Launchers and sweepers of mlplab's: the package each needs, and the option that picks it.
+PLUGIN_PACKAGES = {
+    "ParallelPackedLauncher": ("joblib", "hydra/launcher=parallel"),
+    "SlurmPackedLauncher": ("submitit", "hydra/launcher=slurm"),
+    "OptunaSweeper": ("optuna", "hparams_search=optuna"),
+}
+
+
+def check_plugins(hydra: DictConfig | None) -> None:
+    """The sweep's launcher and sweeper have their packages, else the pip install that brings
+    them ([scale])."""
+    for plugin in (hydra.launcher, hydra.sweeper) if hydra else ():
+        kind = plugin._target_.rsplit(".", 1)[-1]
+        package, option = PLUGIN_PACKAGES.get(kind, (None, None))
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"{option} needs the {package} package, which is not installed: "
+                "pip install -e '.[scale]'"
+            )
+
+
 # Keys that Hydra's instantiate reads itself.
 INSTANTIATE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 

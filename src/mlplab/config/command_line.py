@@ -21,7 +21,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab.config.checks import check_additions, check_config
+from mlplab.config.checks import check_additions, check_config, check_plugins
 from mlplab.errors import ConfigError
 
 # Flags that print something instead of running: Hydra answers them itself.
@@ -47,6 +47,7 @@ def check_command_line(
             cfg = jobs.config(overrides)
             check_config(cfg, overrides)
             check_additions(cfg, overrides)
+        check_plugins(jobs.hydra)
 
 
 class ComposedConfigs:
@@ -63,6 +64,7 @@ class ComposedConfigs:
         self.parser = OverridesParser.create()
         self.groups = set(GlobalHydra.instance().config_loader().list_groups(""))
         self.composed: dict[tuple, DictConfig] = {}
+        self.hydra: DictConfig | None = None  # the first job's hydra node (its launcher, ...)
 
     def config(self, overrides: list[str]) -> DictConfig:
         values = [o for o in parse(self.parser, overrides) if self.is_plain_value(o)]
@@ -73,6 +75,7 @@ class ComposedConfigs:
         )
         if shape not in self.composed:
             with_hydra = composed(self.config_name, overrides)
+            self.hydra = self.hydra or with_hydra.hydra
             keys = [key for key in with_hydra if key != "hydra"]
             self.composed[shape] = OmegaConf.masked_copy(with_hydra, keys)
             return copy.deepcopy(self.composed[shape])
