@@ -60,11 +60,21 @@ def test_gradient_norm_band_is_over_each_seeds_median_per_layer():
 def test_a_sweep_that_logged_some_curves_only_draws_no_empty_legend_and_warns_nothing(
     tmp_path, monkeypatch
 ):
-    # Packed jobs of a short run: seconds but no FLOPs, no training-loss steps, no gradient norms.
-    jobs = [
-        JobFolder(None, {}, {"status": "completed", "test/acc": acc, "train_seconds": 2.0}, scalars)
-        for acc, scalars in ((0.8, {"val/acc": [(9, 0.7)]}), (0.9, {"val/acc": [(9, 0.8)]}))
-    ]
+    # Packed jobs of a short run: no training-loss steps, no gradient norms; two networks
+    # whose FLOPs differ, and a job of each without FLOPs (seconds only).
+    def job(acc: float, flops: float | None, scalars: dict) -> JobFolder:
+        metrics = {"status": "completed", "test/acc": acc, "train_seconds": 2.0}
+        return JobFolder(
+            None, {}, {**metrics, **({"train_flops": flops} if flops else {})}, scalars
+        )
+
+    groups = {
+        "small": [job(0.8, 1e9, {"val/acc": [(9, 0.7)]}), job(0.82, 1e9, {"val/acc": [(9, 0.72)]})],
+        "large": [
+            job(0.9, 4e9, {"val/acc": [(9, 0.8)]}),
+            job(0.91, None, {"val/acc": [(9, 0.81)]}),
+        ],
+    }
     figures = []
     save = plots.save
     monkeypatch.setattr(
@@ -72,14 +82,26 @@ def test_a_sweep_that_logged_some_curves_only_draws_no_empty_legend_and_warns_no
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns of a legend without entries
-        plots.plot_sweep({"all runs": jobs}, tmp_path)
+        assert plots.plot_sweep(groups, tmp_path) == []
 
     val_acc, train_loss, grad_norms, compute = figures
     assert val_acc.axes[0].get_legend() is not None
     assert train_loss.axes[0].get_legend() is None and grad_norms.axes[0].get_legend() is None
     by_flops, by_seconds = compute.axes
-    assert by_flops.get_legend() is None
+    flops_legend = [text.get_text() for text in by_flops.get_legend().get_texts()]
+    assert flops_legend == ["small (mean ± 1 std, 2 seeds)", "large (1 seed)"]
     legend = [text.get_text() for text in by_seconds.get_legend().get_texts()]
-    assert legend == ["all runs (mean ± 1 std, 2 seeds)"]
+    assert legend == ["small (mean ± 1 std, 2 seeds)", "large (mean ± 1 std, 2 seeds)"]
     with Image.open(tmp_path / "val_acc.png") as image:
         assert image.size == (770, 495)  # 7 x 4.5 inches at 110 dpi
+
+
+def test_no_compute_plot_is_drawn_where_every_configuration_cost_the_same(tmp_path):
+    metrics = {"status": "completed", "test/acc": 0.9, "train_flops": 1e9, "train_seconds": 2.0}
+    groups = {label: [JobFolder(None, {}, metrics, {})] for label in ("relu", "sigmoid")}
+    (tmp_path / "test_acc_vs_compute.png").write_bytes(b"an earlier report's")
+    reasons = plots.plot_sweep(groups, tmp_path)
+    assert reasons == [
+        "No test_acc_vs_compute.png: every configuration cost the same training FLOPs."
+    ]
+    assert not (tmp_path / "test_acc_vs_compute.png").exists()

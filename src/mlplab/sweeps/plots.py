@@ -172,9 +172,26 @@ def plot_compute(groups: dict[str, list[JobFolder]], path: Path) -> None:
     save(figure, path)
 
 
-def plot_sweep(groups: dict[str, list[JobFolder]], sweep_dir: Path) -> None:
-    """Write the report's plots into `sweep_dir`."""
+def costs_differ(groups: dict[str, list[JobFolder]]) -> bool:
+    """Whether the configurations' completed jobs cost different FLOPs (pre-training included)."""
+    costs = set()
+    for jobs in groups.values():
+        completed = [job for job in jobs if job.metrics.get("status") == "completed"]
+        flops = [job.flops() for job in completed if job.flops() is not None]
+        if flops:
+            costs.add(float(f"{sum(flops) / len(flops):.6g}"))
+    return len(costs) > 1
+
+
+def plot_sweep(groups: dict[str, list[JobFolder]], sweep_dir: Path) -> list[str]:
+    """Write into `sweep_dir` the report's plots that say something about this sweep; return
+    why each other one is left out."""
     plot_val_acc(groups, sweep_dir / results.VAL_ACC_PLOT)
     plot_train_loss(groups, sweep_dir / results.TRAIN_LOSS_PLOT)
     plot_grad_norms(groups, sweep_dir / results.GRAD_NORMS_PLOT)
-    plot_compute(groups, sweep_dir / results.COMPUTE_PLOT)
+    compute = sweep_dir / results.COMPUTE_PLOT
+    if costs_differ(groups):
+        plot_compute(groups, compute)
+        return []
+    compute.unlink(missing_ok=True)  # an earlier report's
+    return [f"No {compute.name}: every configuration cost the same training FLOPs."]

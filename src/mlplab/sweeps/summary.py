@@ -159,8 +159,8 @@ def write_report(sweep_dir: Path) -> list[dict[str, Any]]:
         writer.writerows(rows)
     found = sweep_dir / results.SEARCH_RESULTS
     search = search_table(OmegaConf.to_container(OmegaConf.load(found))) if found.exists() else ""
-    (sweep_dir / results.SUMMARY_MARKDOWN).write_text(markdown_table(rows) + search)
-    plot_sweep(groups, sweep_dir)
+    left_out = "".join(f"\n{reason}\n" for reason in plot_sweep(groups, sweep_dir))
+    (sweep_dir / results.SUMMARY_MARKDOWN).write_text(markdown_table(rows) + left_out + search)
     return rows
 
 
