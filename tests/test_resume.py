@@ -231,3 +231,20 @@ def test_a_finished_sweep_job_run_again_keeps_its_results(small_run_config, fini
     (outcome,) = fit_and_test_packed([cfg], [JobFacts(in_sweep=True)])
     assert outcome() == recorded
     assert folder_state(finished_run) == before
+
+
+@pytest.mark.end_to_end
+def test_a_resumed_runs_console_looks_like_a_fresh_runs(tiny_mnist, tmp_path):
+    from tests.conftest import SMALL_RUN
+
+    run_dir = tmp_path / "run"
+    fresh = run_train([*SMALL_RUN, f"hydra.run.dir={run_dir}"], tiny_mnist, tmp_path)
+    resumed = run_train([f"resume={run_dir}", "trainer.max_epochs=2"], tiny_mnist, tmp_path)
+    assert fresh.returncode == resumed.returncode == 0, resumed.stderr[-2000:]
+    lines = [line for line in resumed.stdout.splitlines() if line.strip()]
+    assert lines[0] == f"continuing from {run_dir / 'checkpoints' / 'last.ckpt'}"
+    assert [line.split(" ")[0] for line in lines[1:]] == [
+        line.split(" ")[0] for line in fresh.stdout.splitlines() if line.strip()
+    ]  # training ..., test/acc ...: plain lines, no timestamps
+    assert "exists and is not empty" not in resumed.stderr and "Restored" not in resumed.stdout
+    assert "[INFO]" in (run_dir / "train.log").read_text()  # the file keeps times and sources

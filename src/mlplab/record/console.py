@@ -20,6 +20,7 @@ KNOWN_NOISE = {
         r"💡 Tip: ",  # an advertisement for a cloud logger
         r"`Trainer.fit` stopped: ",  # the result line follows
         r"Restoring states from the checkpoint path at ",  # "continuing from" says it
+        r"Restored all states from the checkpoint at ",
         r"Loaded model weights from the checkpoint at ",  # the best epoch is tested
     ),
     "lightning.pytorch.accelerators.cuda": (r"LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES: ",),
@@ -31,6 +32,8 @@ KNOWN_NOISE = {
 KNOWN_WARNINGS = (
     # torch deprecates a check that Lightning's own pytree helper still makes.
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # A resumed run writes its checkpoints into its own folder again, as it should.
+    (UserWarning, r"Checkpoint directory .* exists and is not empty"),
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mlplab.config.compose import CONF
 from mlplab.config.paths import hydra_quoted
 from mlplab.config.stored import moved_targets, read_run_config
 from mlplab.errors import ConfigError
@@ -119,6 +120,9 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         # report labels a job by them).
         "hydra.output_subdir=null",
         f"++resume={hydra_quoted(str(run_dir))}",
+        # The console of a fresh run: mlplab's log format, from mlplab's conf/.
+        f"hydra.searchpath=[{hydra_quoted(f'file://{CONF}')}]",
+        "hydra/job_logging=mlplab",
         # A class an earlier mlplab stored under another module path, named where it is now.
         *(f"++{key}._target_={target}" for key, target in moved_targets(saved).items()),
         *overrides,
