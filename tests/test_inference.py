@@ -103,9 +103,9 @@ def test_predict_classifies_the_readable_images_then_raises_naming_each_refused_
 
 
 def readme_notebook_example() -> str:
-    """The Python block of README's "In a notebook" section."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### In a notebook", 1)[1]
+    """The Python block of the "In a notebook" section of docs/using-a-model.md."""
+    readme = (REPO / "docs" / "using-a-model.md").read_text()
+    section = readme.split("## In a notebook", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
@@ -123,7 +123,7 @@ def test_readme_notebook_example_runs_and_prints_the_predicted_class(tmp_path, m
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "using-a-model.md", "exec"), {})
     expected = predict(load_checkpoint(run_path), [image_path])[0]
     assert printed.getvalue().splitlines()[-1].startswith(expected.label)
 
