@@ -35,23 +35,37 @@ class EpochLines(ProgressBar):
         self.enabled = True
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write_finished(trainer)
+        self.write_finished(trainer, pl_module)
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.finished = (trainer.current_epoch, time.perf_counter() - self.started)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write_finished(trainer)
+        self.write_finished(trainer, pl_module)
 
-    def write_finished(self, trainer: L.Trainer) -> None:
+    def write_finished(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.finished is None or not self.enabled:
             return
         (epoch, seconds), self.finished = self.finished, None
-        metrics = trainer.callback_metrics
         line = [f"epoch {epoch + 1}/{trainer.max_epochs}"]
-        line += [f"{key} {float(metrics[key]):.4f}" for key in SHOWN if key in metrics]
+        for key, values in shown_values(trainer, pl_module).items():
+            line.append(f"{key} " + " ".join(f"{value:.4f}" for value in values))
         log.info("  ".join([*line, f"{seconds:.1f} s"]))
+
+
+def shown_values(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, list[float]]:
+    """The epoch's SHOWN values: a single run's, or each job's of a packed group (its
+    epoch_results, by copy)."""
+    per_copy = getattr(pl_module, "epoch_results", None)
+    values = {}
+    for key in SHOWN:
+        stage, _, name = key.partition("/")
+        if per_copy is not None and name in per_copy.get(stage, {}):
+            values[key] = [float(value) for value in per_copy[stage][name]]
+        elif key in trainer.callback_metrics:
+            values[key] = [float(trainer.callback_metrics[key])]
+    return values
 
 
 def progress_bar(refresh_rate: int) -> ProgressBar:
