@@ -39,6 +39,8 @@ MOVED_TARGETS = {
     "mlplab.rbm.RBMPretraining": "mlplab.model.rbm.RBMPretraining",
     "mlplab.data.MNISTDataModule": "mlplab.data.mnist.MNISTDataModule",
     "mlplab.diagnostics.TrainingDiagnostics": "mlplab.record.diagnostics.TrainingDiagnostics",
+    # Lightning's bar, which the progress_bar callback now picks on a terminal only.
+    "lightning.pytorch.callbacks.TQDMProgressBar": "mlplab.record.progress.progress_bar",
 }
 
 
