@@ -1,1 +1,1 @@
-"""Beyond one process: DDP inside Hydra jobs, jobs side by side, Optuna studies."""
+"""Beyond one process: DDP inside Hydra jobs, and the threads and GPU of jobs side by side."""
