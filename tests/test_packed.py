@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from hydra_plugins.mlplab_packed_launcher.packed_launcher import GroupRun
+from mlplab.engines.packed.network import PackedNetworks
 from mlplab.engines.packed.train import fit_and_test_packed
 from mlplab.errors import RunInterrupted, TrainingDiverged
 from mlplab.job.facts import JobFacts
@@ -372,6 +373,39 @@ def test_a_diverging_packed_job_stops_alone_and_the_others_complete(tiny_mnist, 
     written = json.loads((tmp_path / "huge_init" / "metrics.json").read_text())
     assert written == {"status": "diverged", "error": str(diverged)}
     assert not (tmp_path / "huge_init" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_once_a_copy_stops_the_others_train_without_it_and_end_where_each_ends_alone(
+    tmp_path, monkeypatch
+):
+    data = write_tiny_mnist(tmp_path / "data")
+    jobs = {  # with batch norm: each copy's running statistics go on without the stopped one
+        "dropout": ["seed=1", "model.dropout=0.3"],
+        "diverges": ["seed=2", "optimizer.lr=1e300"],  # its second step's loss is not finite
+        "tanh_own_lr": ["seed=3", "activation=tanh", "optimizer.lr=2e-3"],
+    }
+
+    def config(name: str, kind: str):
+        overrides = [*TWO_EPOCHS, *IN_FLOAT64, "model.batchnorm=true", *jobs[name]]
+        return compose_train_config(tmp_path / kind / name, data, overrides)
+
+    copies_per_step = []
+    forward = PackedNetworks.forward
+
+    def counted(network, features, copies=None):
+        if network.training:
+            copies_per_step.append(len(features))
+        return forward(network, features, copies)
+
+    monkeypatch.setattr(PackedNetworks, "forward", counted)
+    dropout, diverged, tanh_own_lr = train_packed([config(name, "packed") for name in jobs])
+    assert isinstance(diverged, TrainingDiverged) and "step 1" in str(diverged)
+    assert copies_per_step == [3, 3] + [2] * 18  # left out of every step after it diverged
+    monkeypatch.undo()
+    for name in ("dropout", "tanh_own_lr"):
+        train(config(name, "alone"))
+        alone = checkpoint(tmp_path, "alone", name)
+        assert_same_weights_and_optimizer_state(checkpoint(tmp_path, "packed", name), alone)
 
 
 @pytest.mark.end_to_end

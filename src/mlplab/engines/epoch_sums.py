@@ -31,11 +31,23 @@ class EpochSums:
         self.correct = torch.zeros(self.copies, dtype=torch.int64, device=device)
         self.count = torch.zeros((), dtype=torch.int64, device=device)
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor) -> None:
-        """`logits` (K, N, C), `labels` (K, N), `losses` (K,): each copy's mean loss."""
+    def update(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        losses: torch.Tensor,
+        copies: torch.Tensor | None = None,
+    ) -> None:
+        """`logits` (K, N, C), `labels` (K, N), `losses` (K,): each copy's mean loss; with
+        `copies` (indices), the rows are those copies' only."""
         examples = labels.shape[1]
-        self.loss_sum += losses * examples
-        self.correct += (logits.argmax(dim=2) == labels).sum(dim=1)
+        correct = (logits.argmax(dim=2) == labels).sum(dim=1)
+        if copies is None:
+            self.loss_sum += losses * examples
+            self.correct += correct
+        else:
+            self.loss_sum.index_add_(0, copies, (losses * examples).to(self.loss_sum.dtype))
+            self.correct.index_add_(0, copies, correct)
         self.count += examples
 
     def totals(self, reduce: Reduce = unchanged) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ class EpochLines(ProgressBar):
 
     An epoch's train/loss is logged by the module's own epoch-end hook, which Lightning calls
     after the callbacks' one: the line is written when the next epoch starts, or training ends.
+    A packed group shows each job's values; a job that stopped before the epoch, `-`.
     """
 
     def __init__(self) -> None:
@@ -27,6 +28,7 @@ class EpochLines(ProgressBar):
         self.enabled = True
         self.started = 0.0
         self.finished: tuple[int, float] | None = None  # the epoch ended, and its seconds
+        self.trained: list[int] | None = None  # the copies of a packed group the epoch trains
 
     def disable(self) -> None:
         self.enabled = False
@@ -37,6 +39,8 @@ class EpochLines(ProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write_finished(trainer, pl_module)
         self.started = time.perf_counter()
+        active = getattr(pl_module, "active", None)
+        self.trained = active() if active else None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.finished = (trainer.current_epoch, time.perf_counter() - self.started)
@@ -50,7 +54,11 @@ class EpochLines(ProgressBar):
         (epoch, seconds), self.finished = self.finished, None
         line = [f"epoch {epoch + 1}/{trainer.max_epochs}"]
         for key, values in shown_values(trainer, pl_module).items():
-            line.append(f"{key} " + " ".join(f"{value:.4f}" for value in values))
+            shown = [
+                f"{value:.4f}" if self.trained is None or copy in self.trained else "-"
+                for copy, value in enumerate(values)
+            ]
+            line.append(f"{key} " + " ".join(shown))
         log.info("  ".join([*line, f"{seconds:.1f} s"]))
 
 

@@ -49,9 +49,13 @@ class Trial:
         self.trial = optuna.trial.Trial(study, trial_id)
         self.reports = len(study.directions) == 1  # Optuna takes reports of one objective
 
-    def report(self, value: float, epoch: int) -> TrialPruned | None:
-        """Report the epoch's value; the error that stops the job when the trial is pruned.
+    def report(self, value: float, epochs: int, last: bool) -> TrialPruned | None:
+        """Report the value after `epochs` epochs of training; the error that stops the job
+        when the trial is pruned.
 
+        The step of the report is the number of epochs trained, the resource a pruner counts:
+        successive halving with min_resource 1 decides after the first epoch. After the `last`
+        epoch nothing is left to save: the trial completes.
         A trial the study has finished (its job resumed alone later) takes no more reports.
         """
         from optuna.exceptions import UpdateFinishedTrialError
@@ -59,12 +63,12 @@ class Trial:
         if not self.reports:
             return None
         try:
-            self.trial.report(value, epoch)
+            self.trial.report(value, epochs)
         except UpdateFinishedTrialError:
             return None
-        if self.trial.should_prune():
+        if not last and self.trial.should_prune():
             return TrialPruned(
-                f"pruned by the search at epoch {epoch}: {self.monitor} {value:.4f} "
+                f"pruned by the search after epoch {epochs}: {self.monitor} {value:.4f} "
                 f"(trial {self.number} of study {self.study_name})"
             )
         return None
@@ -82,6 +86,7 @@ class ReportToTrial(L.Callback):
         if trainer.sanity_checking or self.trial.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.trial.monitor])
-        pruned = self.trial.report(value, trainer.current_epoch)
+        epochs = trainer.current_epoch + 1
+        pruned = self.trial.report(value, epochs, last=epochs >= trainer.max_epochs)
         if pruned is not None:
             raise pruned

@@ -1,7 +1,8 @@
 """The LightningModule of K packed jobs: each copy's loss, accuracy and divergence, one optimiser.
 
 The loss that is back-propagated is the sum over copies of each copy's mean cross-entropy, so
-each slice's gradient is the gradient its job would get alone.
+each slice's gradient is the gradient its job would get alone. A copy that stopped is left out
+of the batches, the products and the loss (PackedNetworks' `copies`); its weights stay frozen.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class PackedClassifier(L.LightningModule):
         self.step_losses = torch.zeros(copies)  # each copy's loss at the last step
         self.divergence_watch = DivergenceWatch(copies)
         self.frozen: dict[int, dict[str, torch.Tensor]] = {}  # a stopped copy's state, kept as is
+        self.running: torch.Tensor | None = None  # the indices of the active copies once any stop
+        self.before_step: list[torch.Tensor] = []  # the weights before a step that lr_scales scale
         self.pruned: dict[int, KnownError] = {}
         self.epoch_results: dict[str, dict[str, torch.Tensor]] = {}
         self.test_results: dict[str, torch.Tensor] = {}
@@ -71,38 +74,55 @@ class PackedClassifier(L.LightningModule):
     def freeze_copy(self, copy: int) -> None:
         state = self.network.copy_state(copy).items()
         self.frozen[copy] = {name: value.detach().clone() for name, value in state}
-        if not self.active():
+        active = self.active()
+        self.running = torch.tensor(active, dtype=torch.long, device=self.device)
+        if not active:
             self.trainer.should_stop = True
 
+    def running_rows(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """The active copies' rows of each of `tensors` (K, ...)."""
+        return [tensor if self.running is None else tensor[self.running] for tensor in tensors]
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        features, labels = batch
+        running = self.running  # the copies this step trains, whichever stop at its end
+        features, labels = self.running_rows(*batch)
         step = self.global_step
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        logits = self.network(features)
+        logits = self.network(features, running)
         losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
         copy_losses = losses.mean(dim=1)
-        trained = copy_losses[self.active()] if self.stopped else copy_losses
-        self.manual_backward(trained.sum())
+        self.manual_backward(copy_losses.sum())
         if self.lr_scales:
-            before = [parameter.detach().clone() for parameter in self.network.stacked]
+            self._keep_weights_before_step()
             optimizer.step()
-            self._scale_steps(before)
+            self._scale_steps()
         else:
             optimizer.step()
         for copy, state in self.frozen.items():
             self.network.set_copy(copy, state)
-        self.step_losses = copy_losses.detach()
+        copy_losses = copy_losses.detach()
+        if running is None:
+            self.step_losses = copy_losses
+        else:  # a stopped copy keeps the loss it stopped at
+            self.step_losses = self.step_losses.index_copy(0, running, copy_losses)
         self._stop_diverged_copies(step)
-        self.training_sums.update(logits.detach(), labels, self.step_losses)
+        self.training_sums.update(logits.detach(), labels, copy_losses, running)
 
     @torch.no_grad()
-    def _scale_steps(self, before: list[torch.Tensor]) -> None:
+    def _keep_weights_before_step(self) -> None:
+        if not self.before_step:
+            self.before_step = [torch.empty_like(p) for p in self.network.stacked]
+        for start, parameter in zip(self.before_step, self.network.stacked):
+            start.copy_(parameter)
+
+    @torch.no_grad()
+    def _scale_steps(self) -> None:
         """Each copy's step times its learning rate's scale: the step its own rate takes."""
         scales = self.lr_scale_weights
-        for parameter, start in zip(self.network.stacked, before):
+        for parameter, start in zip(self.network.stacked, self.before_step):
             shape = (-1,) + (1,) * (parameter.dim() - 1)
-            parameter.copy_(torch.lerp(start, parameter, scales.view(shape)))
+            parameter.lerp_(start, 1 - scales.view(shape))  # start + scale * (step's end - start)
 
     def copy_lr(self, copy: int) -> float:
         """Copy `copy`'s learning rate now."""
@@ -139,9 +159,10 @@ class PackedClassifier(L.LightningModule):
             scheduler.step()
 
     def _evaluation_step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        logits = self.network(features)
+        features, labels = self.running_rows(features, labels)
+        logits = self.network(features, self.running)
         losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        self.evaluation_sums.update(logits, labels, losses.mean(dim=1))
+        self.evaluation_sums.update(logits, labels, losses.mean(dim=1), self.running)
 
     def on_validation_epoch_start(self) -> None:
         self.evaluation_sums.reset(self.device)

@@ -17,6 +17,7 @@ from mlplab.data.mnist import (
     MNISTDataModule,
     TensorBatches,
     load_split,
+    rows,
     to_features,
     validation_split,
 )
@@ -53,7 +54,7 @@ class PackedBatches:
                 index = self.splits[:, positions[0]]
             else:
                 index = self.splits.gather(1, torch.stack(positions))
-            yield self.features[index], self.labels[index]
+            yield rows(self.features, index), rows(self.labels, index)
 
     # Where each copy is in its order, so a checkpoint of one copy continues as a solo run.
     def state_dict(self) -> list[dict]:

@@ -4,10 +4,13 @@ A batch holds one slice per network, (K, N, 784) -> (K, N, classes). Linear weig
 stacked to [K, in, out] and applied by batched matrix products (torch.baddbmm), batch norm
 normalises each copy's features over its own examples, PReLU applies each copy's slopes:
 each network's gradient is the one it would get alone, and element-wise optimisers give
-each slice its solo update.
+each slice its solo update. Once some copies have stopped (diverged, or pruned by a search),
+the others run alone: their slices are selected, so a stopped copy costs no arithmetic.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -18,6 +21,11 @@ def dropout_rate(network: nn.Module) -> float:
     """The rate of the network's Dropout layers (0 without any)."""
     rates = {module.p for module in network.modules() if isinstance(module, nn.Dropout)}
     return rates.pop() if rates else 0.0
+
+
+def selected(tensor: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
+    """The slices `copies` of a stacked tensor (all of it when None)."""
+    return tensor if copies is None else tensor.index_select(0, copies)
 
 
 def stack(tensors: list[torch.Tensor], transposed: bool) -> torch.Tensor:
@@ -87,26 +95,30 @@ class PackedNetworks(nn.Module):
             parameters, buffers = parameters + owns[0], buffers + owns[1]
         return plan
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(K, N, 784) or (K, N, 1, 28, 28) -> logits (K, N, num_classes)."""
-        return self.hidden_and_logits(features)[1]
+    def forward(self, features: torch.Tensor, copies: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, N, 784) or (K, N, 1, 28, 28) -> logits (K, N, num_classes); with `copies`
+        (indices), features and logits are those copies' only."""
+        return self.hidden_and_logits(features, copies)[1]
 
-    def hidden_and_logits(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def hidden_and_logits(
+        self, features: torch.Tensor, copies: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Each hidden layer's activation output (K, N, width), then the logits."""
+        which = range(self.copies) if copies is None else copies.tolist()
         x = features.flatten(2)
         hidden = []
         for layer, parameter_indices, buffer_indices in self.plan:
-            parameters = [self.stacked[index] for index in parameter_indices]
+            parameters = [selected(self.stacked[index], copies) for index in parameter_indices]
             if isinstance(layer, nn.Linear):
                 weight, bias = parameters
                 x = torch.baddbmm(bias.unsqueeze(1), x, weight)
             elif isinstance(layer, nn.BatchNorm1d):
                 buffers = [self.get_buffer(f"buffer{index}") for index in buffer_indices]
-                x = self.normalise(layer, parameters, buffers, x)
+                x = self.normalise(layer, parameters, buffers, x, copies)
             elif not isinstance(layer, nn.Flatten):  # a hidden layer's activation
-                x = self.activate(len(hidden), parameters, x)
+                x = self.activate(len(hidden), parameters, x, which)
                 hidden.append(x)
-                x = self.drop(x)
+                x = self.drop(x, which)
         return hidden, x
 
     def hidden_outputs(self, features: torch.Tensor) -> list[torch.Tensor]:
@@ -124,6 +136,7 @@ class PackedNetworks(nn.Module):
         parameters: list[torch.Tensor],
         buffers: list[torch.Tensor],
         x: torch.Tensor,
+        copies: torch.Tensor | None,
     ) -> torch.Tensor:
         """Batch norm of each copy's features over its own examples, with its own statistics.
 
@@ -131,33 +144,40 @@ class PackedNetworks(nn.Module):
         batch norm: each channel's mean and variance are over the examples of its copy alone.
         """
         (weight, bias), (running_mean, running_var, batches_tracked) = parameters, buffers
-        copies, examples, width = x.shape
+        statistics = [selected(running_mean, copies), selected(running_var, copies)]
+        count, examples, width = x.shape
         if self.training:
             batches_tracked.add_(1)
         side_by_side = batch_norm(
-            x.transpose(0, 1).reshape(examples, copies * width),
-            running_mean.view(-1),  # updated in place, as a single network's are
-            running_var.view(-1),
-            weight.view(-1),
-            bias.view(-1),
+            x.transpose(0, 1).reshape(examples, count * width),
+            statistics[0].view(-1),  # updated in place, as a single network's are
+            statistics[1].view(-1),
+            weight.reshape(-1),
+            bias.reshape(-1),
             training=self.training,
             momentum=norm.momentum,
             eps=norm.eps,
         )
-        return side_by_side.view(examples, copies, width).transpose(0, 1)
+        if copies is not None and self.training:  # the selected copies' updated statistics
+            running_mean.index_copy_(0, copies, statistics[0])
+            running_var.index_copy_(0, copies, statistics[1])
+        return side_by_side.view(examples, count, width).transpose(0, 1)
 
-    def activate(self, depth: int, parameters: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def activate(
+        self, depth: int, parameters: list[torch.Tensor], x: torch.Tensor, copies: Sequence[int]
+    ) -> torch.Tensor:
+        """The activation of hidden layer `depth` of each of `copies`, whose slices `x` holds."""
         unit = self.activations[0][depth]
         if isinstance(unit, nn.PReLU):  # each copy's slopes: (K, 1) or (K, width)
             (slopes,) = parameters
             return torch.where(x > 0, x, x * slopes.unsqueeze(1))
         if self.same_activation[depth]:
             return unit(x)  # one call for every slice: a seed sweep
-        units = [copy[depth] for copy in self.activations]
+        units = [self.activations[copy][depth] for copy in copies]
         return torch.stack([unit(slice_) for unit, slice_ in zip(units, x)])
 
-    def drop(self, x: torch.Tensor) -> torch.Tensor:
-        """Dropout per slice, each mask drawn from the copy's own generator.
+    def drop(self, x: torch.Tensor, copies: Sequence[int]) -> torch.Tensor:
+        """Dropout per slice of `copies`, each mask drawn from the copy's own generator.
 
         The mask is drawn as torch's CPU dropout draws it (bernoulli_ of 1 - p into a tensor
         like the input), so on the CPU a copy gets the masks it would get alone.
@@ -165,7 +185,8 @@ class PackedNetworks(nn.Module):
         if not self.training or not any(self.dropout_rates):
             return x
         slices = []
-        for copy, (slice_, rate) in enumerate(zip(x, self.dropout_rates)):
+        for copy, slice_ in zip(copies, x):
+            rate = self.dropout_rates[copy]
             if rate == 0:
                 slices.append(slice_)
                 continue

@@ -24,6 +24,8 @@ class PackedTrials(L.Callback):
             means = pl_module.epoch_results.get(stage, {})
             if results.metric_key(stage, name) != trial.monitor or name not in means:
                 continue
-            pruned = trial.report(float(means[name][copy]), trainer.current_epoch)
+            epochs = trainer.current_epoch + 1
+            last = epochs >= trainer.max_epochs
+            pruned = trial.report(float(means[name][copy]), epochs, last)
             if pruned is not None:
                 pl_module.stop_copy(copy, pruned)
