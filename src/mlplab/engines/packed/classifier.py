@@ -15,7 +15,7 @@ from torch.nn.functional import cross_entropy
 
 from mlplab.engines.divergence import DivergenceWatch
 from mlplab.engines.epoch_sums import EpochSums
-from mlplab.engines.packed.network import PackedNetworks
+from mlplab.engines.packed.network import PackedNetworks, selected
 from mlplab.engines.single.classifier import OptimizerFactory, SchedulerFactory
 from mlplab.errors import KnownError
 
@@ -48,8 +48,9 @@ class PackedClassifier(L.LightningModule):
         self.evaluation_sums = EpochSums(copies)
         self.step_losses = torch.zeros(copies)  # each copy's loss at the last step
         self.divergence_watch = DivergenceWatch(copies)
-        self.frozen: dict[int, dict[str, torch.Tensor]] = {}  # a stopped copy's state, kept as is
         self.running: torch.Tensor | None = None  # the indices of the active copies once any stop
+        self.halted: torch.Tensor | None = None  # and of the stopped ones,
+        self.halted_weights: list[torch.Tensor] = []  # whose rows of the parameters stay as is
         self.before_step: list[torch.Tensor] = []  # the weights before a step that lr_scales scale
         self.pruned: dict[int, KnownError] = {}
         self.epoch_results: dict[str, dict[str, torch.Tensor]] = {}
@@ -72,16 +73,32 @@ class PackedClassifier(L.LightningModule):
         self.freeze_copy(copy)
 
     def freeze_copy(self, copy: int) -> None:
-        state = self.network.copy_state(copy).items()
-        self.frozen[copy] = {name: value.detach().clone() for name, value in state}
+        self._clear_optimizer_state(copy)
         active = self.active()
+        halted = sorted(self.stopped)
         self.running = torch.tensor(active, dtype=torch.long, device=self.device)
+        self.halted = torch.tensor(halted, dtype=torch.long, device=self.device)
+        stacked = self.network.stacked
+        self.halted_weights = [
+            parameter.detach().index_select(0, self.halted) for parameter in stacked
+        ]
         if not active:
             self.trainer.should_stop = True
 
+    @torch.no_grad()
+    def _clear_optimizer_state(self, copy: int) -> None:
+        """Zero the stopped copy's slice of the optimiser's moments and buffers (its files keep
+        them as they were). Its gradient is zero from now on, so its update is exactly zero,
+        and its moments do not decay into denormal floats, on which the CPU's arithmetic is
+        ten times slower (Adam's step over such slices was most of a pruned search's time)."""
+        for parameter in self.network.stacked:
+            for value in self.optimizers().optimizer.state.get(parameter, {}).values():
+                if torch.is_tensor(value) and value.shape == parameter.shape:
+                    value[copy].zero_()
+
     def running_rows(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         """The active copies' rows of each of `tensors` (K, ...)."""
-        return [tensor if self.running is None else tensor[self.running] for tensor in tensors]
+        return [selected(tensor, self.running) for tensor in tensors]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         running = self.running  # the copies this step trains, whichever stop at its end
@@ -94,13 +111,12 @@ class PackedClassifier(L.LightningModule):
         copy_losses = losses.mean(dim=1)
         self.manual_backward(copy_losses.sum())
         if self.lr_scales:
-            self._keep_weights_before_step()
+            self._keep_weights_before_step(running)
             optimizer.step()
-            self._scale_steps()
+            self._scale_steps(running)
         else:
             optimizer.step()
-        for copy, state in self.frozen.items():
-            self.network.set_copy(copy, state)
+        self._restore_halted_weights()
         copy_losses = copy_losses.detach()
         if running is None:
             self.step_losses = copy_losses
@@ -110,19 +126,36 @@ class PackedClassifier(L.LightningModule):
         self.training_sums.update(logits.detach(), labels, copy_losses, running)
 
     @torch.no_grad()
-    def _keep_weights_before_step(self) -> None:
+    def _restore_halted_weights(self) -> None:
+        """The stopped copies' weights as they stopped (an optimiser's weight decay would move
+        them even with no gradient)."""
+        for parameter, weights in zip(self.network.stacked, self.halted_weights):
+            parameter.index_copy_(0, self.halted, weights)
+
+    @torch.no_grad()
+    def _keep_weights_before_step(self, running: torch.Tensor | None) -> None:
+        """The running copies' weights before the step (all copies' in buffers kept between
+        steps, while none has stopped)."""
+        stacked = self.network.stacked
+        if running is not None:
+            self.before_step = [parameter.index_select(0, running) for parameter in stacked]
+            return
         if not self.before_step:
-            self.before_step = [torch.empty_like(p) for p in self.network.stacked]
-        for start, parameter in zip(self.before_step, self.network.stacked):
+            self.before_step = [torch.empty_like(parameter) for parameter in stacked]
+        for start, parameter in zip(self.before_step, stacked):
             start.copy_(parameter)
 
     @torch.no_grad()
-    def _scale_steps(self) -> None:
-        """Each copy's step times its learning rate's scale: the step its own rate takes."""
-        scales = self.lr_scale_weights
+    def _scale_steps(self, running: torch.Tensor | None) -> None:
+        """Each running copy's step times its learning rate's scale: the step its own rate
+        takes."""
+        scales = selected(self.lr_scale_weights, running)
         for parameter, start in zip(self.network.stacked, self.before_step):
             shape = (-1,) + (1,) * (parameter.dim() - 1)
-            parameter.lerp_(start, 1 - scales.view(shape))  # start + scale * (step's end - start)
+            end = selected(parameter, running)  # start + scale * (step's end - start):
+            scaled = end.lerp_(start, 1 - scales.view(shape))
+            if running is not None:
+                parameter.index_copy_(0, running, scaled)
 
     def copy_lr(self, copy: int) -> float:
         """Copy `copy`'s learning rate now."""

@@ -184,21 +184,20 @@ class PackedNetworks(nn.Module):
         """
         if not self.training or not any(self.dropout_rates):
             return x
-        slices = []
-        for copy, slice_ in zip(copies, x):
+        noise = torch.empty_like(x)  # each copy's mask in its own slice, applied by one product
+        for copy, mask in zip(copies, noise):
             rate = self.dropout_rates[copy]
             if rate == 0:
-                slices.append(slice_)
+                mask.fill_(1)
                 continue
             generator = self.dropout_generators[copy]
-            if generator.device != slice_.device:
+            if generator.device != mask.device:
                 # On an accelerator the solo run's fused dropout kernel draws its own way: the
                 # masks there are equal in distribution only.
-                generator = torch.Generator(slice_.device).manual_seed(generator.initial_seed())
+                generator = torch.Generator(mask.device).manual_seed(generator.initial_seed())
                 self.dropout_generators[copy] = generator
-            noise = torch.empty_like(slice_).bernoulli_(1 - rate, generator=generator)
-            slices.append(slice_ * noise.div_(1 - rate))
-        return torch.stack(slices)
+            mask.bernoulli_(1 - rate, generator=generator).div_(1 - rate)
+        return x * noise
 
     def swap_layout(self, index: int, value: torch.Tensor) -> torch.Tensor:
         """One copy's slice of parameter `index` (or of a tensor of its shape, such as Adam's
