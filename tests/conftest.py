@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -18,6 +19,16 @@ from mlplab.job.run import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN, TINY_TEST = 600, 200
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest-xdist worker takes an equal share of the cores, for itself and the training
+    commands it starts: two workers of two threads each on two cores wait on each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

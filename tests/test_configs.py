@@ -217,6 +217,6 @@ def test_the_search_varies_only_what_a_packed_copy_keeps_for_itself_and_prunes()
     assert set(sweeper.params) == {"optimizer.lr", "model.dropout", "activation", "init"}
     assert set(sweeper.params) - {"optimizer.lr"} <= set(PER_COPY_KEYS)  # lr: Adam's scales
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
+    assert sweeper.pruner._target_ == "optuna.pruners.SuccessiveHalvingPruner"
     assert sweeper.params["optimizer.lr"].startswith("tag(log")
     assert sweeper.storage.startswith("sqlite:///")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 SQLITE_PREFIX = "sqlite:///"
@@ -17,13 +18,19 @@ def sqlite_file(storage: str | None) -> Path | None:
 
 
 def open_storage(url: str):
-    """Optuna's storage at `url`; a SQLite file's folder is created (SQLite makes only the file)."""
+    """Optuna's storage at `url`; a SQLite file's folder is created (SQLite makes only the file).
+
+    Opening a new SQLite study creates its tables, and two searches that do so at once both
+    try (`table studies already exists`): each opens it holding a lock on `<file>.lock`.
+    """
     import optuna
 
     study_file = sqlite_file(url)
     if study_file is None:
         return optuna.storages.RDBStorage(url)
     study_file.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
-    )
+    with study_file.with_name(study_file.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
+        )
