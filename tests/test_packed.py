@@ -414,7 +414,7 @@ def test_a_stopped_copy_holds_no_optimizer_state_and_weight_decay_does_not_move_
     tmp_path, monkeypatch
 ):
     """Its slice of the optimiser's moments is zeroed when it stops: left to decay under a zero
-    gradient they reach denormal floats, on which the CPU's arithmetic is ten times slower."""
+    gradient they reach denormal floats, on which the CPU's arithmetic is far slower."""
     data = write_tiny_mnist(tmp_path / "data")
     decaying = [*TWO_EPOCHS, "optimizer=adamw", "optimizer.weight_decay=0.5"]
     cfgs = [compose_train_config(tmp_path / f"{s}", data, [*decaying, f"seed={s}"]) for s in (1, 2)]

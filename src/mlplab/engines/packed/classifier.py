@@ -88,9 +88,10 @@ class PackedClassifier(L.LightningModule):
     @torch.no_grad()
     def _clear_optimizer_state(self, copy: int) -> None:
         """Zero the stopped copy's slice of the optimiser's moments and buffers (its files keep
-        them as they were). Its gradient is zero from now on, so its update is exactly zero,
-        and its moments do not decay into denormal floats, on which the CPU's arithmetic is
-        ten times slower (Adam's step over such slices was most of a pruned search's time)."""
+        them as they were). Its gradient is zero from now on, so its update is zero (weight
+        decay aside, which _restore_halted_weights undoes), and its moments do not decay into
+        denormal floats, on which the CPU's arithmetic is about 13 times slower (Adam's step
+        over an 8 x 784 x 256 weight: 0.65 ms, then 8.9 ms)."""
         for parameter in self.network.stacked:
             for value in self.optimizers().optimizer.state.get(parameter, {}).values():
                 if torch.is_tensor(value) and value.shape == parameter.shape:
