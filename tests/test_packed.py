@@ -394,10 +394,10 @@ def test_once_a_copy_stops_the_others_train_without_it_and_end_where_each_ends_a
     copies_per_step = []
     forward = PackedNetworks.forward
 
-    def counted(network, features, copies=None):
+    def counted(network, features):
         if network.training:
             copies_per_step.append(len(features))
-        return forward(network, features, copies)
+        return forward(network, features)
 
     monkeypatch.setattr(PackedNetworks, "forward", counted)
     dropout, diverged, tanh_own_lr = train_packed([config(name, "packed") for name in jobs])
@@ -410,11 +410,12 @@ def test_once_a_copy_stops_the_others_train_without_it_and_end_where_each_ends_a
         assert_same_weights_and_optimizer_state(checkpoint(tmp_path, "packed", name), alone)
 
 
-def test_a_stopped_copy_holds_no_optimizer_state_and_weight_decay_does_not_move_it(
+def test_a_stopped_copy_leaves_the_network_and_the_optimizer_with_its_weights_as_they_stopped(
     tmp_path, monkeypatch
 ):
-    """Its slice of the optimiser's moments is zeroed when it stops: left to decay under a zero
-    gradient they reach denormal floats, on which the CPU's arithmetic is far slower."""
+    """The others' step is then theirs only: no slice of the products, of the optimiser's
+    moments (left to decay under a zero gradient they would reach denormal floats, on which
+    the CPU's arithmetic is far slower) or of weight decay is the stopped copy's."""
     data = write_tiny_mnist(tmp_path / "data")
     decaying = [*TWO_EPOCHS, "optimizer=adamw", "optimizer.weight_decay=0.5"]
     cfgs = [compose_train_config(tmp_path / f"{s}", data, [*decaying, f"seed={s}"]) for s in (1, 2)]
@@ -424,22 +425,26 @@ def test_a_stopped_copy_holds_no_optimizer_state_and_weight_decay_does_not_move_
     def stop_the_second_after_its_first_epoch(module):
         end_epoch(module)
         if module.current_epoch == 0:  # as a search's pruner stops a trial
+            at_stop = module.network.copy_state(1).items()
+            stopped["state"] = {name: value.clone() for name, value in at_stop}
             module.stop_copy(1, TrialPruned("pruned by the test after epoch 1"))
-            stopped["weights"] = [parameter[1].clone() for parameter in module.network.stacked]
-            stopped["network"], stopped["optimizer"] = module.network, module.optimizers().optimizer
+            stopped["module"] = module
 
     monkeypatch.setattr(
         PackedClassifier, "on_train_epoch_end", stop_the_second_after_its_first_epoch
     )
     completed, pruned = train_packed(cfgs)
     assert completed["status"] == "completed" and isinstance(pruned, TrialPruned)
-    for parameter, at_stop in zip(stopped["network"].stacked, stopped["weights"]):
-        assert torch.equal(parameter[1], at_stop)
-        moments = stopped["optimizer"].state[parameter]
-        assert (
-            moments["exp_avg"][1].count_nonzero() == moments["exp_avg_sq"][1].count_nonzero() == 0
-        )
-        assert moments["exp_avg"][0].count_nonzero() > 0  # the other copy's go on
+    module = stopped["module"]
+    assert module.network.rows == [0]
+    optimizer_state = module.optimizers().optimizer.state
+    for parameter in module.network.stacked:
+        assert len(parameter) == 1
+        assert len(optimizer_state[parameter]["exp_avg"]) == 1
+        assert len(optimizer_state[parameter]["exp_avg_sq"]) == 1
+    after = module.network.copy_state(1)
+    assert after.keys() == stopped["state"].keys()
+    assert all(torch.equal(after[name], value) for name, value in stopped["state"].items())
 
 
 @pytest.mark.end_to_end

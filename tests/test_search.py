@@ -72,6 +72,22 @@ def test_searches_that_open_one_new_sqlite_study_at_the_same_moment_all_open_it(
         assert [opener.exitcode for opener in openers] == [0, 0, 0, 0]
 
 
+def exit_zero_if_it_opens_its_own(url: str, inherited) -> None:
+    sys.exit(0 if open_storage(url) is not inherited else 1)
+
+
+def test_a_process_opens_a_storage_once_and_a_forked_process_opens_its_own(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    opened = open_storage(url)
+    assert open_storage(url) is opened  # the search and its trials share one
+    child = multiprocessing.get_context("fork").Process(
+        target=exit_zero_if_it_opens_its_own, args=(url, opened)
+    )
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0  # connections are not shared across a fork
+
+
 def dead_process() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()

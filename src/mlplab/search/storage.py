@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fcntl
+import functools
+import os
 from pathlib import Path
 
 SQLITE_PREFIX = "sqlite:///"
@@ -18,6 +20,13 @@ def sqlite_file(storage: str | None) -> Path | None:
 
 
 def open_storage(url: str):
+    """Optuna's storage at `url`, opened once per process: the search and each trial it trains
+    here share it (opening checks the tables' schema, a tenth of a second each time)."""
+    return opened_storage(url, os.getpid())  # a forked process opens its own connections
+
+
+@functools.cache
+def opened_storage(url: str, process: int):
     """Optuna's storage at `url`; a SQLite file's folder is created (SQLite makes only the file).
 
     Opening a new SQLite study creates its tables, and two searches that do so at once both

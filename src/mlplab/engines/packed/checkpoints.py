@@ -60,11 +60,11 @@ def copy_of_optimizer_state(
     """Slice `copy` of each per-element tensor of the optimiser's state (Adam's moments,
     SGD's momentum) in a single network's layout, at the copy's own learning rate; shared
     values such as Adam's step count stay as they are."""
-    stacked = list(network.stacked)
+    stacked, row = list(network.stacked), network.row(copy)
 
     def sliced(value: Any, index: int) -> Any:
         if torch.is_tensor(value) and value.shape == stacked[index].shape:
-            return network.swap_layout(index, value[copy]).clone(
+            return network.swap_layout(index, value[row]).clone(
                 memory_format=torch.contiguous_format
             )
         return value

@@ -31,10 +31,13 @@ def tensorboards(job: PackedJob) -> list[TensorBoardLogger]:
     return [logger for logger in job.loggers if isinstance(logger, TensorBoardLogger)]
 
 
-def per_copy(values: dict[str, torch.Tensor], copies: int) -> list[dict[str, float]]:
-    """{tag: (K,) tensor} as K dicts of floats, read off the device once per tag."""
+def per_copy(values: dict[str, torch.Tensor], copies: list[int]) -> dict[int, dict[str, float]]:
+    """{tag: tensor of one value per copy of `copies`} as each copy's dict of floats, read off
+    the device once per tag."""
     read = {tag: value.tolist() for tag, value in values.items()}
-    return [{tag: value[copy] for tag, value in read.items()} for copy in range(copies)]
+    return {
+        copy: {tag: value[row] for tag, value in read.items()} for row, copy in enumerate(copies)
+    }
 
 
 class PackedCurves(L.Callback):
@@ -81,14 +84,14 @@ class PackedCurves(L.Callback):
             self.write_histograms_of_parameters(pl_module, trained_step(trainer))
         if trainer.global_step % trainer.log_every_n_steps != 0:
             return
-        values = {results.TRAIN_LOSS_STEP: pl_module.step_losses}
-        if self.diagnostics:
+        (losses,) = pl_module.running_rows(pl_module.step_losses)
+        values = {results.TRAIN_LOSS_STEP: losses}
+        if self.diagnostics:  # of the copies that still train, as their weights
             gradients = [weight.grad for weight in pl_module.network.weights()]
             values = {**gradient_norms(gradients), **values}
         epoch = {"epoch": float(trainer.current_epoch)}
-        copies = per_copy(values, pl_module.network.copies)
-        for copy in pl_module.active():
-            write(self.jobs[copy], {**copies[copy], **epoch}, trained_step(trainer))
+        for copy, copy_values in per_copy(values, pl_module.active()).items():
+            write(self.jobs[copy], {**copy_values, **epoch}, trained_step(trainer))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
         # Called before the module's own epoch end, which resets the training sums.
@@ -96,26 +99,27 @@ class PackedCurves(L.Callback):
         if "val" in pl_module.epoch_results:
             stages["val"] = pl_module.epoch_results["val"]
         values = {
-            results.metric_key(stage, name): means[name]
+            results.metric_key(stage, name): pl_module.running_rows(means[name])[0]
             for stage, means in stages.items()
             for name in ("acc", "loss")
         }
         epoch = {"epoch": float(trainer.current_epoch)}
+        active = pl_module.active()
         outputs, statistics = [], None
         if self.diagnostics:
             features, _ = next(iter(trainer.datamodule.val_dataloader()))
-            features = trainer.precision_plugin.convert_input(features)
+            (features,) = pl_module.running_rows(trainer.precision_plugin.convert_input(features))
             outputs = pl_module.network.hidden_outputs(features)
-            statistics = hidden_statistics(pl_module.network.activations, outputs)
+            activations = [pl_module.network.activations[copy] for copy in active]
+            statistics = hidden_statistics(activations, outputs)
             outputs = [output.cpu() for output in outputs] if self.histograms else []
-        copies = per_copy(values, pl_module.network.copies)
-        for copy in pl_module.active():
+        for row, (copy, copy_values) in enumerate(per_copy(values, active).items()):
             job = self.jobs[copy]
-            write(job, {**copies[copy], **epoch}, trained_step(trainer))
+            write(job, {**copy_values, **epoch}, trained_step(trainer))
             if statistics:
-                write(job, statistics[copy], trainer.global_step)
+                write(job, statistics[row], trainer.global_step)
                 for board in tensorboards(job) if self.histograms else ():
-                    copy_outputs = [output[copy] for output in outputs]
+                    copy_outputs = [output[row] for output in outputs]
                     write_activation_histograms(board, copy_outputs, trainer.global_step)
             for logger in job.loggers:
                 logger.save()
@@ -126,8 +130,8 @@ class PackedCurves(L.Callback):
         stacked = module.network.weights()
         weights = [weight.detach().cpu() for weight in stacked]
         gradients = [weight.grad.cpu() for weight in stacked]
-        for copy in module.active():
+        for row, copy in enumerate(module.active()):  # the rows the network holds
             for board in tensorboards(self.jobs[copy]):
-                copy_weights = [weight[copy] for weight in weights]
-                copy_gradients = [gradient[copy] for gradient in gradients]
+                copy_weights = [weight[row] for weight in weights]
+                copy_gradients = [gradient[row] for gradient in gradients]
                 write_parameter_histograms(board, copy_weights, copy_gradients, step)

@@ -5,12 +5,10 @@ stacked to [K, in, out] and applied by batched matrix products (torch.baddbmm), 
 normalises each copy's features over its own examples, PReLU applies each copy's slopes:
 each network's gradient is the one it would get alone, and element-wise optimisers give
 each slice its solo update. Once some copies have stopped (diverged, or pruned by a search),
-the others run alone: their slices are selected, so a stopped copy costs no arithmetic.
+the stacked tensors hold the others only, so a stopped copy costs no arithmetic at all.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -21,11 +19,6 @@ def dropout_rate(network: nn.Module) -> float:
     """The rate of the network's Dropout layers (0 without any)."""
     rates = {module.p for module in network.modules() if isinstance(module, nn.Dropout)}
     return rates.pop() if rates else 0.0
-
-
-def selected(tensor: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
-    """The slices `copies` of a stacked tensor (all of it when None)."""
-    return tensor if copies is None else tensor.index_select(0, copies)
 
 
 def stack(tensors: list[torch.Tensor], transposed: bool) -> torch.Tensor:
@@ -73,10 +66,38 @@ class PackedNetworks(nn.Module):
         ]
         self.dropout_rates = [dropout_rate(network) for network in networks]
         self.dropout_generators = dropout_generators
+        self.rows = list(range(len(networks)))  # the copies whose slices the tensors hold
+        self.stopped_states: dict[int, dict[str, torch.Tensor]] = {}  # the others' states
 
     @property
     def copies(self) -> int:
         return len(self.activations)
+
+    def row(self, copy: int) -> int:
+        """Where copy `copy`'s slice is in the stacked tensors."""
+        return self.rows.index(copy)
+
+    @torch.no_grad()
+    def keep(self, copies: list[int]) -> torch.Tensor:
+        """Hold the slices of `copies` only (among the rows held, in their order), in new
+        Parameters (an optimiser of the old ones takes these in their place); each other
+        copy's state stays as it is in `stopped_states`. The rows kept, for tensors laid out
+        as the parameters (an optimiser's state)."""
+        for copy in self.rows:
+            if copy not in copies:
+                state = self.copy_state(copy).items()
+                self.stopped_states[copy] = {name: value.clone() for name, value in state}
+        kept = torch.tensor([self.row(copy) for copy in copies], dtype=torch.long)
+        kept = kept.to(self.stacked[0].device)
+        for index, parameter in enumerate(self.stacked):
+            held = nn.Parameter(parameter.detach().index_select(0, kept), parameter.requires_grad)
+            if parameter.grad is not None:
+                held.grad = parameter.grad.index_select(0, kept)
+            self.stacked[index] = held
+        for name, buffer in list(self.named_buffers()):
+            setattr(self, name, buffer.index_select(0, kept))
+        self.rows = list(copies)
+        return kept
 
     def weights(self) -> list[nn.Parameter]:
         """The stacked weights [K, in, out] of each Linear layer, input to output."""
@@ -95,34 +116,32 @@ class PackedNetworks(nn.Module):
             parameters, buffers = parameters + owns[0], buffers + owns[1]
         return plan
 
-    def forward(self, features: torch.Tensor, copies: torch.Tensor | None = None) -> torch.Tensor:
-        """(K, N, 784) or (K, N, 1, 28, 28) -> logits (K, N, num_classes); with `copies`
-        (indices), features and logits are those copies' only."""
-        return self.hidden_and_logits(features, copies)[1]
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The features of the copies held, (R, N, 784) or (R, N, 1, 28, 28) -> their logits
+        (R, N, num_classes)."""
+        return self.hidden_and_logits(features)[1]
 
-    def hidden_and_logits(
-        self, features: torch.Tensor, copies: torch.Tensor | None = None
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Each hidden layer's activation output (K, N, width), then the logits."""
-        which = range(self.copies) if copies is None else copies.tolist()
+    def hidden_and_logits(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each hidden layer's activation output (R, N, width), then the logits."""
         x = features.flatten(2)
         hidden = []
         for layer, parameter_indices, buffer_indices in self.plan:
-            parameters = [selected(self.stacked[index], copies) for index in parameter_indices]
+            parameters = [self.stacked[index] for index in parameter_indices]
             if isinstance(layer, nn.Linear):
                 weight, bias = parameters
                 x = torch.baddbmm(bias.unsqueeze(1), x, weight)
             elif isinstance(layer, nn.BatchNorm1d):
                 buffers = [self.get_buffer(f"buffer{index}") for index in buffer_indices]
-                x = self.normalise(layer, parameters, buffers, x, copies)
+                x = self.normalise(layer, parameters, buffers, x)
             elif not isinstance(layer, nn.Flatten):  # a hidden layer's activation
-                x = self.activate(len(hidden), parameters, x, which)
+                x = self.activate(len(hidden), parameters, x)
                 hidden.append(x)
-                x = self.drop(x, which)
+                x = self.drop(x)
         return hidden, x
 
     def hidden_outputs(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """Each hidden layer's output (K, N, width) on `features`, in eval mode, no gradients."""
+        """Each hidden layer's output (R, N, width) on the held copies' `features`, in eval
+        mode, no gradients."""
         was_training = self.training
         self.eval()
         with torch.no_grad():
@@ -136,7 +155,6 @@ class PackedNetworks(nn.Module):
         parameters: list[torch.Tensor],
         buffers: list[torch.Tensor],
         x: torch.Tensor,
-        copies: torch.Tensor | None,
     ) -> torch.Tensor:
         """Batch norm of each copy's features over its own examples, with its own statistics.
 
@@ -144,40 +162,34 @@ class PackedNetworks(nn.Module):
         batch norm: each channel's mean and variance are over the examples of its copy alone.
         """
         (weight, bias), (running_mean, running_var, batches_tracked) = parameters, buffers
-        statistics = [selected(running_mean, copies), selected(running_var, copies)]
         count, examples, width = x.shape
         if self.training:
             batches_tracked.add_(1)
         side_by_side = batch_norm(
             x.transpose(0, 1).reshape(examples, count * width),
-            statistics[0].view(-1),  # updated in place, as a single network's are
-            statistics[1].view(-1),
+            running_mean.view(-1),  # updated in place, as a single network's are
+            running_var.view(-1),
             weight.reshape(-1),
             bias.reshape(-1),
             training=self.training,
             momentum=norm.momentum,
             eps=norm.eps,
         )
-        if copies is not None and self.training:  # the selected copies' updated statistics
-            running_mean.index_copy_(0, copies, statistics[0])
-            running_var.index_copy_(0, copies, statistics[1])
         return side_by_side.view(examples, count, width).transpose(0, 1)
 
-    def activate(
-        self, depth: int, parameters: list[torch.Tensor], x: torch.Tensor, copies: Sequence[int]
-    ) -> torch.Tensor:
-        """The activation of hidden layer `depth` of each of `copies`, whose slices `x` holds."""
+    def activate(self, depth: int, parameters: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The activation of hidden layer `depth` of each copy held, whose slices `x` holds."""
         unit = self.activations[0][depth]
         if isinstance(unit, nn.PReLU):  # each copy's slopes: (K, 1) or (K, width)
             (slopes,) = parameters
             return torch.where(x > 0, x, x * slopes.unsqueeze(1))
         if self.same_activation[depth]:
             return unit(x)  # one call for every slice: a seed sweep
-        units = [self.activations[copy][depth] for copy in copies]
+        units = [self.activations[copy][depth] for copy in self.rows]
         return torch.stack([unit(slice_) for unit, slice_ in zip(units, x)])
 
-    def drop(self, x: torch.Tensor, copies: Sequence[int]) -> torch.Tensor:
-        """Dropout per slice of `copies`, each mask drawn from the copy's own generator.
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout per slice of the copies held, each mask drawn from the copy's own generator.
 
         The mask is drawn as torch's CPU dropout draws it (bernoulli_ of 1 - p into a tensor
         like the input), so on the CPU a copy gets the masks it would get alone.
@@ -185,7 +197,7 @@ class PackedNetworks(nn.Module):
         if not self.training or not any(self.dropout_rates):
             return x
         noise = torch.empty_like(x)  # each copy's mask in its own slice, applied by one product
-        for copy, mask in zip(copies, noise):
+        for copy, mask in zip(self.rows, noise):
             rate = self.dropout_rates[copy]
             if rate == 0:
                 mask.fill_(1)
@@ -206,15 +218,21 @@ class PackedNetworks(nn.Module):
         return value.t() if self.transposed[index] else value
 
     def copy_parameters(self, copy: int) -> list[torch.Tensor]:
-        """Slice `copy` of each parameter: a single network's parameters (views), in its order."""
-        return [self.swap_layout(i, parameter[copy]) for i, parameter in enumerate(self.stacked)]
+        """Copy `copy`'s slice of each parameter: a single network's parameters (views), in its
+        order."""
+        row = self.row(copy)
+        return [self.swap_layout(i, parameter[row]) for i, parameter in enumerate(self.stacked)]
 
     def copy_buffers(self, copy: int) -> list[torch.Tensor]:
-        """Slice `copy` of each buffer (views), in a single network's order."""
-        return [buffer[copy] for name, buffer in self.named_buffers() if name.startswith("buffer")]
+        """Copy `copy`'s slice of each buffer (views), in a single network's order."""
+        row = self.row(copy)
+        return [buffer[row] for name, buffer in self.named_buffers() if name.startswith("buffer")]
 
     def copy_state(self, copy: int) -> dict[str, torch.Tensor]:
-        """Slice `copy` of each parameter and buffer: its single network's state_dict (views)."""
+        """Copy `copy`'s single network's state_dict: its slices (views) or, once it stopped,
+        its state when it stopped."""
+        if copy in self.stopped_states:
+            return self.stopped_states[copy]
         return {
             **dict(zip(self.parameter_names[copy], self.copy_parameters(copy))),
             **dict(zip(self.buffer_names[copy], self.copy_buffers(copy))),
@@ -239,10 +257,11 @@ class PackedNetworks(nn.Module):
 
     @torch.no_grad()
     def set_copy(self, copy: int, state: dict[str, torch.Tensor]) -> None:
-        """Write a single network's state_dict (`state`; its buffers optional) into slice
-        `copy`."""
+        """Write a single network's state_dict (`state`; its buffers optional) into the slice
+        of copy `copy`, one the tensors hold."""
+        row = self.row(copy)
         for index, (name, stacked) in enumerate(zip(self.parameter_names[copy], self.stacked)):
-            stacked[copy] = self.swap_layout(index, state[name])
+            stacked[row] = self.swap_layout(index, state[name])
         for name, buffer in zip(self.buffer_names[copy], self.copy_buffers(copy)):
             if name in state:
                 buffer.copy_(state[name])

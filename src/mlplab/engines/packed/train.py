@@ -234,9 +234,9 @@ def train_group(
         if resume_from:
             resume_from.unlink()
     train_seconds = time.perf_counter() - started
-    for copy, job in enumerate(jobs):
-        if job.best_state is not None:
-            network.set_copy(copy, job.best_state)  # each job is tested at its best epoch
+    for copy in module.active():  # each job is tested at its best epoch; a stopped one is not
+        if jobs[copy].best_state is not None:
+            network.set_copy(copy, jobs[copy].best_state)
     started = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - started
