@@ -100,7 +100,8 @@ class PackedNetworks(nn.Module):
         return kept
 
     def weights(self) -> list[nn.Parameter]:
-        """The stacked weights [K, in, out] of each Linear layer, input to output."""
+        """The stacked weights [R, in, out] of each Linear layer (the R copies held), input to
+        output."""
         return [p for p, transposed in zip(self.stacked, self.transposed) if transposed]
 
     @staticmethod
