@@ -148,6 +148,25 @@ def test_batch_norm_prelu_maxout_and_rbm_jobs_end_packed_where_each_ends_alone(t
         assert packed[0]["pretrain_flops"] > 0 == packed[1]["pretrain_flops"]
 
 
+def test_jobs_of_one_pretraining_setting_pretrain_together(tmp_path, caplog):
+    """Their RBMs train stacked (tests/test_rbm.py finds each the RBMs it gets alone), and a
+    job of another setting pre-trains in a group of its own."""
+    data = write_tiny_mnist(tmp_path / "data")
+    shared = [*SMALL_RUN, *OWN_KIND["rbm"][0], "init=rbm", "init.pretraining.epochs=2"]
+    jobs = [["seed=1"], ["seed=2"], ["seed=3", "init.pretraining.epochs=1"]]
+    cfgs = [
+        compose_train_config(tmp_path / str(copy), data, [*shared, *overrides])
+        for copy, overrides in enumerate(jobs)
+    ]
+    with caplog.at_level("INFO"):
+        packed = train_packed(cfgs)
+    seconds = [metrics["pretrain_seconds"] for metrics in packed]
+    assert seconds[0] == seconds[1] != seconds[2] and min(seconds) > 0
+    assert "pre-trained the hidden layers in" in caplog.text
+    assert caplog.text.count(", 2 networks together") == 1
+    assert packed[0]["pretrain_flops"] == packed[1]["pretrain_flops"] > packed[2]["pretrain_flops"]
+
+
 LEARNING_RATES = {  # optimiser and schedule: each job's own learning rate
     "sgd_momentum_step": (
         ["optimizer=sgd", "optimizer.momentum=0.9", "scheduler=step", "scheduler.step_size=1"],

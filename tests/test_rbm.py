@@ -1,5 +1,6 @@
 import csv
 
+import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
@@ -9,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mlplab.data.mnist import MNISTDataModule
 from mlplab.model.nets import MLP, linear_layers
-from mlplab.model.rbm import RBM, RBMPretraining
+from mlplab.model.rbm import RBMPretraining, RBMs
 from tests.conftest import TINY_TRAIN, train
 from tests.test_run import read_metrics, scalar_points
 
@@ -27,7 +28,7 @@ def test_small_rbm_lowers_its_reconstruction_error_on_the_tiny_digits(small_run_
     network = MLP([32], activation=nn.Sigmoid)
     logger = CSVLogger(tmp_path, name="csv", version="")
     images = training_images(instantiate(small_run_config("data.normalize=false").data))
-    RBMPretraining(epochs=5, batch_size=20)(network, images, [logger], seed=0)
+    RBMPretraining(epochs=5, batch_size=20)([network], images.unsqueeze(0), [[logger]], [0])
 
     with open(tmp_path / "csv" / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
@@ -37,36 +38,76 @@ def test_small_rbm_lowers_its_reconstruction_error_on_the_tiny_digits(small_run_
     assert errors[-1] < 0.5 * errors[0]
 
 
-def free_energy(rbm: RBM, visible: torch.Tensor) -> torch.Tensor:
-    """F(v) = -b.v - sum_j softplus(c_j + W_j.v): the energy with the hidden units summed out."""
-    hidden_input = visible @ rbm.weight.t() + rbm.hidden_bias
-    return -(visible @ rbm.visible_bias) - softplus(hidden_input).sum(dim=1)
+def free_energy(rbms: RBMs, visible: torch.Tensor) -> torch.Tensor:
+    """F(v) = -b.v - sum_j softplus(c_j + W_j.v) of the one machine of `rbms`: the energy with
+    the hidden units summed out."""
+    hidden_input = visible @ rbms.weight[0].t() + rbms.hidden_bias[0]
+    return -(visible @ rbms.visible_bias[0]) - softplus(hidden_input).sum(dim=1)
 
 
 def test_contrastive_divergence_follows_the_free_energy_gap_of_data_and_reconstructions():
     """CD-1's update lowers the free energy of the data and raises that of the reconstructions:
     its gradient is the one of mean F(data) - mean F(reconstruction), the samples held fixed."""
     visible = torch.bernoulli(torch.full((8, 12), 0.3), generator=torch.Generator().manual_seed(1))
-    rbm = RBM(visible, hidden=5, generator=torch.Generator().manual_seed(2))
-    rbm.contrastive_divergence(visible, k=1, generator=torch.Generator().manual_seed(3))
-    computed = [parameter.grad.clone() for parameter in rbm.parameters()]
+    rbms = RBMs(visible.unsqueeze(0), hidden=5, generators=[torch.Generator().manual_seed(2)])
+    rbms.generators = [torch.Generator().manual_seed(3)]
+    rbms.contrastive_divergence(visible.unsqueeze(0), k=1)
+    computed = [parameter.grad[0].clone() for parameter in rbms.parameters()]
 
     with torch.no_grad():  # the same Gibbs step, from a generator in the same state
-        sampled = torch.bernoulli(
-            rbm.hidden_probabilities(visible), generator=torch.Generator().manual_seed(3)
-        )
-        reconstruction = rbm.visible_probabilities(sampled)
-    gap = free_energy(rbm, visible).mean() - free_energy(rbm, reconstruction).mean()
-    expected = torch.autograd.grad(gap, list(rbm.parameters()))
+        hidden = rbms.hidden_probabilities(visible.unsqueeze(0))[0]
+        sampled = torch.bernoulli(hidden, generator=torch.Generator().manual_seed(3))
+        reconstruction = rbms.visible_probabilities(sampled.unsqueeze(0))[0]
+    gap = free_energy(rbms, visible).mean() - free_energy(rbms, reconstruction).mean()
+    expected = torch.autograd.grad(gap, list(rbms.parameters()))
     for got, want in zip(computed, expected):
-        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got, want[0])
+
+
+class RecordedErrors:
+    """A logger that keeps the metrics logged to it."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.values: list[float] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        (value,) = metrics.values()
+        self.steps.append(step)
+        self.values.append(value)
+
+    def save(self) -> None:
+        pass
+
+
+def test_networks_pretrained_together_get_the_rbms_each_gets_alone():
+    """In float64, where the batched products' other order of sums is far below any test."""
+    images = torch.rand(3, 60, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def networks() -> list[nn.Module]:
+        torch.manual_seed(5)
+        return [MLP([16, 8], activation=nn.Sigmoid).double() for _ in range(3)]
+
+    pretraining = RBMPretraining(k=2, epochs=2, batch_size=20)
+    together, recorded = networks(), [RecordedErrors() for _ in range(3)]
+    pretraining(together, images, [[recorder] for recorder in recorded], seeds=[1, 2, 3])
+    for copy, alone in enumerate(networks()):
+        recorded_alone = RecordedErrors()
+        pretraining([alone], images[copy : copy + 1], [[recorded_alone]], seeds=[copy + 1])
+        for packed_layer, layer in zip(linear_layers(together[copy]), linear_layers(alone)):
+            torch.testing.assert_close(packed_layer.weight, layer.weight, rtol=0, atol=1e-12)
+            torch.testing.assert_close(packed_layer.bias, layer.bias, rtol=0, atol=1e-12)
+        assert recorded[copy].steps == recorded_alone.steps == [-4, -3, -2, -1]
+        assert recorded[copy].values == pytest.approx(recorded_alone.values, rel=1e-12)
+    first_layers = [linear_layers(network)[0].weight for network in together]
+    assert not torch.equal(first_layers[0], first_layers[1])  # each its own seed
 
 
 def test_pretraining_flops_equal_what_pytorch_counts():
     network = MLP([32, 16, 8], activation=nn.Sigmoid)
     pretraining = RBMPretraining(k=3, epochs=2, batch_size=20)
     with FlopCounterMode(display=False) as counter:
-        pretraining(network, torch.rand(50, 784), [], seed=0)
+        pretraining([network], torch.rand(1, 50, 784), [[]], [0])
     assert pretraining.flops(network, examples=50) == counter.get_total_flops()
 
 
@@ -96,7 +137,7 @@ def test_run_starts_its_supervised_training_from_the_pretrained_weights(
     default_init = linear_layers(build_network(cfg))
     pretrained = build_network(cfg)
     images = training_images(instantiate(cfg.data))
-    instantiate(cfg.init.pretraining)(pretrained, images, [], cfg.seed)
+    instantiate(cfg.init.pretraining)([pretrained], images.unsqueeze(0), [[]], [cfg.seed])
     for started, learned in zip(at_first_step[:-1], linear_layers(pretrained)[:-1]):
         assert torch.equal(started, learned.weight)
     assert torch.equal(at_first_step[-1], default_init[-1].weight)

@@ -178,7 +178,7 @@ def packed_epoch(data_root: str, copies: int, output_dir: Path, timer: EpochTime
         outcome()  # a failed job fails the bench
 
 
-PRESET_LAUNCHERS = {"one_by_one": ["hydra/launcher=basic"], "default": []}
+LAUNCHERS_COMPARED = {"one_by_one": ["hydra/launcher=basic"], "default": []}
 SWEEP_LAUNCHERS = {  # name: the launcher override of `python -m train -m`
     "one_by_one": ["hydra/launcher=basic"],
     "parallel": ["hydra/launcher=parallel"],
@@ -398,26 +398,41 @@ def run_sweeps(data_root: str, jobs: int, epochs: int, trainer: str = "default")
     }
 
 
+def one_by_one_against_default(data_root: str, sweeps: dict[str, list[str]]) -> dict:
+    """Each of `sweeps` (name: its overrides of `python -m train -m`) one job at a time and
+    then with the default launcher, launch to report, and the ratio of their totals."""
+    seconds = {
+        name: {
+            launcher_name: timed_multirun(data_root, [*launcher, *overrides])[0]
+            for launcher_name, launcher in LAUNCHERS_COMPARED.items()
+        }
+        for name, overrides in sweeps.items()
+    }
+    total = {name: sum(times[name] for times in seconds.values()) for name in LAUNCHERS_COMPARED}
+    return {
+        "seconds": seconds,
+        "total": total,
+        "default / one_by_one": total["default"] / total["one_by_one"],
+    }
+
+
 def run_presets(data_root: str, epochs: int | None) -> dict:
     """Each preset of conf/experiment with seed=1,2,3 (README's Results), one job at a time
     and then with the default launcher, launch to report; `epochs` in place of the presets'
     own when given."""
     presets = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
     shortened = [f"trainer.max_epochs={epochs}"] if epochs else []
-    seconds: dict[str, dict[str, float]] = {}
-    for preset in presets:
-        overrides = [f"experiment={preset}", "seed=1,2,3", *shortened]
-        seconds[preset] = {
-            name: timed_multirun(data_root, [*launcher, *overrides])[0]
-            for name, launcher in PRESET_LAUNCHERS.items()
-        }
-    total = {name: sum(times[name] for times in seconds.values()) for name in PRESET_LAUNCHERS}
-    return {
-        "epochs": epochs or "the presets' own",
-        "seconds": seconds,
-        "total": total,
-        "default / one_by_one": total["default"] / total["one_by_one"],
-    }
+    sweeps = {preset: [f"experiment={preset}", "seed=1,2,3", *shortened] for preset in presets}
+    return {"epochs": epochs or "the presets' own", **one_by_one_against_default(data_root, sweeps)}
+
+
+FIRST_SWEEP = ["activation=relu,sigmoid", "optimizer=sgd,adam"]  # README's, 15 epochs
+
+
+def run_first_sweep(data_root: str) -> dict:
+    """README's first sweep, one job at a time and then with the default launcher."""
+    sweep = {" ".join(FIRST_SWEEP): FIRST_SWEEP}
+    return {"epochs": "the default's 15", **one_by_one_against_default(data_root, sweep)}
 
 
 SEARCH_MODES = {  # name: how the search's trials train
@@ -532,13 +547,13 @@ def print_gpu_table(results: dict) -> None:
     )
 
 
-def print_presets(presets: dict) -> None:
-    print(f"presets with seed=1,2,3, {presets['epochs']} epochs, launch to report (s)")
-    print(f"  {'preset':<26} {'one by one':>10} {'default':>8} {'ratio':>6}")
-    rows = [*presets["seconds"].items(), ("total", presets["total"])]
+def print_against_default(timed: dict, what: str) -> None:
+    print(f"{what}, {timed['epochs']} epochs, launch to report (s)")
+    print(f"  {'sweep':<40} {'one by one':>10} {'default':>8} {'ratio':>6}")
+    rows = [*timed["seconds"].items(), ("total", timed["total"])]
     for name, seconds in rows:
         one, packed = seconds["one_by_one"], seconds["default"]
-        print(f"  {name:<26} {one:10.1f} {packed:8.1f} {packed / one:5.2f}x")
+        print(f"  {name:<40} {one:10.1f} {packed:8.1f} {packed / one:5.2f}x")
 
 
 def print_search(search: dict) -> None:
@@ -577,6 +592,11 @@ def main() -> None:
     )
     parser.add_argument("--preset-epochs", type=int, help="in place of each preset's own")
     parser.add_argument(
+        "--first-sweep",
+        action="store_true",
+        help="only README's first sweep, one job at a time against the default launcher",
+    )
+    parser.add_argument(
         "--search",
         action="store_true",
         help="only the search, packed and pruned against one trial at a time, unpruned",
@@ -600,10 +620,15 @@ def main() -> None:
         args.output.write_text(json.dumps(search, indent=2) + "\n")
         print_search(search)
         return
-    if args.presets:
-        presets = run_presets(args.data_root, args.preset_epochs)
-        args.output.write_text(json.dumps(presets, indent=2) + "\n")
-        print_presets(presets)
+    if args.presets or args.first_sweep:
+        timed = (
+            run_presets(args.data_root, args.preset_epochs)
+            if args.presets
+            else run_first_sweep(args.data_root)
+        )
+        args.output.write_text(json.dumps(timed, indent=2) + "\n")
+        what = "presets with seed=1,2,3" if args.presets else "README's first sweep"
+        print_against_default(timed, what)
         return
     if args.gpu_packed_jobs:
         results = run_gpu_packing(

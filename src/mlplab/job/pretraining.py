@@ -16,21 +16,26 @@ log = logging.getLogger(__name__)
 
 
 def pretrain(
-    cfg: DictConfig,
-    network: nn.Module,
+    cfgs: list[DictConfig],
+    networks: list[nn.Module],
     training_features: torch.Tensor,
-    loggers: Sequence[Logger],
+    loggers: list[Sequence[Logger]],
     device: torch.device,
 ) -> float:
-    """Pre-train the network as the init group asks, on `device`; return the seconds.
+    """Pre-train the networks of jobs with one pre-training setting (`cfgs`; one job alone, or
+    several of a packed group), each on its slice of `training_features` (K, N, in) as its
+    init group asks, together, on `device`; return the seconds.
 
-    Lightning moves the network to its device later; the pre-training writes the weights into
-    it wherever it is.
+    Lightning moves the networks to their device later; the pre-training writes the weights
+    into them wherever they are.
     """
     started = time.perf_counter()
-    instantiate(cfg.init.pretraining)(network, training_features.to(device), loggers, seed=cfg.seed)
+    pretraining = instantiate(cfgs[0].init.pretraining)
+    seeds = [cfg.seed for cfg in cfgs]
+    pretraining(networks, training_features.to(device), loggers, seeds)
     seconds = time.perf_counter() - started
-    log.info(f"pre-trained the hidden layers in {seconds:.1f} s")
+    together = f", {len(networks)} networks together" if len(networks) > 1 else ""
+    log.info(f"pre-trained the hidden layers in {seconds:.1f} s{together}")
     return seconds
 
 

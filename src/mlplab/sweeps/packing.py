@@ -2,7 +2,7 @@
 
 Jobs pack together when their configs are equal once the settings each copy keeps apart are
 left out: the seed (initial weights, split and batch order), the init (a pre-training included:
-each job pre-trains its own network before the group trains), the activation (applied per
+each job's network is pre-trained as its own before the group trains), the activation (applied per
 slice; PReLU and maxout pack with their own kind, activation_kind), the dropout rate, and the
 learning rate where each copy's update can be scaled to its own exactly
 (LR_SCALABLE_OPTIMIZERS, with a schedule that multiplies every copy's rate alike). Everything

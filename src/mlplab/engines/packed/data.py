@@ -101,10 +101,11 @@ class PackedMNIST(L.LightningDataModule):
         test_images, test_labels = self._load(train=False)
         self.test = (self._features(test_images), test_labels)
 
-    def training_features(self, copy: int) -> torch.Tensor:
-        """Copy `copy`'s training images, as its single run's MNISTDataModule holds them."""
+    def training_features(self, copies: list[int]) -> torch.Tensor:
+        """The training images of each of `copies` (K, N, 784), as each single run's
+        MNISTDataModule holds them."""
         features, _ = self.images
-        return features[self.splits[copy][1]]
+        return rows(features, torch.stack([self.splits[copy][1] for copy in copies]))
 
     def _load(self, train: bool) -> Batch:
         template = self.template

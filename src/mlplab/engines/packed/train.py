@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import mlplab.results as results
@@ -92,12 +92,25 @@ def packed_jobs(
 def pretrain_each(
     networks: list[nn.Module], jobs: list[PackedJob], data: PackedMNIST, device: torch.device
 ) -> None:
-    """Pre-train each job's network on its own training split, as its single run does."""
-    for copy, (network, job) in enumerate(zip(networks, jobs)):
+    """Pre-train each job's network on its own training split, as its single run does; the
+    jobs of one pre-training setting together, so each job's seconds are its group's."""
+    together: dict[str, list[int]] = {}  # a pre-training setting: the copies it pre-trains
+    for copy, job in enumerate(jobs):
         if job.cfg.init.get("pretraining"):
-            features = data.training_features(copy)
-            job.pretrain_seconds = pretrain(job.cfg, network, features, job.loggers, device)
-            job.pretrain_flops = pretraining_flops(job.cfg, network, len(features))
+            together.setdefault(OmegaConf.to_yaml(job.cfg.init.pretraining), []).append(copy)
+    for copies in together.values():
+        features = data.training_features(copies)
+        seconds = pretrain(
+            [jobs[copy].cfg for copy in copies],
+            [networks[copy] for copy in copies],
+            features,
+            [jobs[copy].loggers for copy in copies],
+            device,
+        )
+        for copy in copies:
+            job = jobs[copy]
+            job.pretrain_seconds = seconds
+            job.pretrain_flops = pretraining_flops(job.cfg, networks[copy], features.shape[1])
 
 
 def packed_callbacks(cfg: DictConfig, jobs: list[PackedJob]) -> list[L.Callback]:

@@ -95,10 +95,10 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     pretrain_seconds = 0.0
     if cfg.init.get("pretraining") and resume_from is None:
         pretrain_seconds = pretrain(
-            cfg,
-            classifier.network,
-            training_features,
-            trainer.loggers,
+            [cfg],
+            [classifier.network],
+            training_features.unsqueeze(0),
+            [trainer.loggers],
             trainer.strategy.root_device,
         )
 
