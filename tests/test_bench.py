@@ -14,12 +14,13 @@ def test_ratios_are_taken_within_each_repetition_so_drift_cancels():
 
 
 def test_arithmetic_rates_are_the_epochs_flops_over_each_repetitions_matrix_product_rate():
-    from mlplab.bench import MATMUL_SIZE, PACKED, arithmetic_rates, course_network
+    from mlplab.bench import MATMUL_SIZE, PACKED, PACKED_PRODUCTS, arithmetic_rates, course_network
     from mlplab.model.compute import training_flops
 
     flops = training_flops(course_network(), 1000)
     matmul = 2 * MATMUL_SIZE**3 / 1e11  # a 100 GFLOP/s product; then half as fast
-    seconds = {"plain_loop": [1.0, 2.0], "mlplab": [1.0, 2.0], PACKED: [0.5, 1.0]}
+    seconds = {name: [1.0, 2.0] for name in ("plain_loop", "mlplab", PACKED_PRODUCTS)}
+    seconds[PACKED] = [0.5, 1.0]
     rates = arithmetic_rates({**seconds, "matmul": [matmul, 2 * matmul]}, 1000)
     assert rates["matmul"]["median"] == pytest.approx(75.0)
     assert rates[PACKED]["max"] == pytest.approx(flops / 0.5 / 1e9)

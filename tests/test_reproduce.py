@@ -19,7 +19,14 @@ def test_reproduce_runs_the_presets_and_writes_their_results_page(
     page = tmp_path / "docs" / "results.md"
     tiny = [override for override in SMALL_RUN if override != "data.val_size=100"]
     arguments = [*tiny, "data.val_size=100", f"data.root={tiny_mnist}"]
+    stale = page.parent / "results" / "lab09_1_softmax_test_acc_vs_compute.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\x89PNG from an earlier run")  # one FLOP count: no such plot now
     main([*arguments, "--presets", "lab09_1_softmax,lab09_6_batchnorm", "--seeds", "1,2"])
+    assert not stale.exists()
+    (sweep,) = [path for path in (tmp_path / "outputs" / "reproduce").iterdir() if path.is_dir()]
+    presets = ["lab09_1_softmax", "lab09_6_batchnorm"]  # one sweep, a folder for each preset
+    assert sorted(path.name for path in sweep.iterdir() if path.is_dir()) == presets
     text = page.read_text()
     assert text.startswith("# Results\n\nWritten by `python -m mlplab.reproduce` on ")
     assert re.search(

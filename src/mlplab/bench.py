@@ -28,14 +28,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mlplab.config.compose import CONF, compose_train_config
+from mlplab.config.compose import compose_train_config
+from mlplab.config.presets import preset_names
 from mlplab.data.mnist import MNISTDataModule, TensorBatches
 from mlplab.engines.packed.train import train_group
 from mlplab.job.build import build_classifier, build_trainer
 from mlplab.job.facts import JobFacts
 from mlplab.model.compute import training_flops
-from mlplab.results import METRICS_FILE, SUMMARY_CSV
+from mlplab.model.nets import linear_layers
+from mlplab.results import SUMMARY_CSV
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
+from mlplab.sweeps.jobs import find_jobs, sweep_folders
 
 
 def course_network() -> nn.Module:
@@ -197,8 +200,8 @@ def timed_sweep(
 
 
 def timed_multirun(data_root: str, overrides: list[str]) -> tuple[float, dict]:
-    """`python -m train -m <overrides>`: wall time from launch to its sweep report, and the
-    first job's metrics.json."""
+    """`python -m train -m <overrides>`: wall time from launch to its sweep report (each
+    preset's, for a sweep of several), and the first job's metrics.json."""
     with tempfile.TemporaryDirectory() as folder:
         command = [
             *(sys.executable, "-m", "train", "-m", *overrides),
@@ -209,10 +212,10 @@ def timed_multirun(data_root: str, overrides: list[str]) -> tuple[float, dict]:
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - started
-        sweep = Path(folder) / "sweep"
-        if not (sweep / SUMMARY_CSV).exists():
+        folders = sweep_folders(Path(folder) / "sweep")
+        if not all((sweep / SUMMARY_CSV).exists() for sweep in folders):
             raise RuntimeError(f"{' '.join(command)} wrote no sweep report")
-        return seconds, json.loads((sweep / "0" / METRICS_FILE).read_text())
+        return seconds, find_jobs(folders[0])[0].metrics
 
 
 PEAK_MEMORY_OF_COMMAND = """
@@ -269,13 +272,31 @@ def matmul_seconds(repetitions: int = 10) -> float:
     return (time.perf_counter() - started) / repetitions
 
 
+def packed_products_epoch(copies: int, batch_size: int, examples: int) -> float:
+    """Seconds of a packed epoch's matrix products alone, for `copies` course networks stacked
+    as the packed network stacks them: per step and layer the forward product, the weights'
+    gradient and, but for the first layer, the input's. The floor under a packed epoch."""
+    shapes = [(layer.in_features, layer.out_features) for layer in linear_layers(course_network())]
+    weights = [torch.randn(copies, fan_in, fan_out) for fan_in, fan_out in shapes]
+    inputs = [torch.randn(copies, batch_size, fan_in) for fan_in, _ in shapes]
+    gradients = [torch.randn(copies, batch_size, fan_out) for _, fan_out in shapes]
+    started = time.perf_counter()
+    for _ in range(examples // batch_size):
+        for index, (weight, x, gradient) in enumerate(zip(weights, inputs, gradients)):
+            torch.bmm(x, weight)
+            torch.bmm(x.transpose(1, 2), gradient)
+            if index:
+                torch.bmm(gradient, weight.transpose(1, 2))
+    return time.perf_counter() - started
+
+
 def arithmetic_rates(seconds: dict[str, list[float]], examples: int) -> dict[str, dict]:
     """GFLOP/s of the epochs' matrix products (mlplab.model.compute's count), each repetition's
     share of that repetition's matrix-product rate: how close an epoch is to the arithmetic."""
     epoch_flops = training_flops(course_network(), examples)
     peak = [2 * MATMUL_SIZE**3 / matmul for matmul in seconds["matmul"]]
     rates = {"matmul": summary([rate / 1e9 for rate in peak])}
-    for name in ("plain_loop", "mlplab", PACKED):
+    for name in ("plain_loop", "mlplab", PACKED, PACKED_PRODUCTS):
         rates[name] = summary([epoch_flops / epoch / 1e9 for epoch in seconds[name]])
         rates[f"{name} / matmul"] = summary(
             [epoch_flops / epoch / rate for epoch, rate in zip(seconds[name], peak)]
@@ -301,6 +322,7 @@ MLPLAB_RUNS = {  # name: overrides of the default config
 
 PACKED_COPIES = 8
 PACKED = f"packed_{PACKED_COPIES}_per_model"  # a packed epoch's time over its number of models
+PACKED_PRODUCTS = f"packed_{PACKED_COPIES}_products_per_model"  # its matrix products alone
 
 RATIOS = (  # (slower, faster): how many times longer an epoch of the first takes
     ("mlplab", "plain_loop"),
@@ -313,6 +335,8 @@ RATIOS = (  # (slower, faster): how many times longer an epoch of the first take
     (PACKED, "plain_loop"),
     (PACKED, "plain_loop_fused"),
     (PACKED, "mlplab"),
+    (PACKED_PRODUCTS, "plain_loop"),
+    (PACKED, PACKED_PRODUCTS),
 )
 
 
@@ -334,7 +358,9 @@ def appending(values: list[float], measure: Callable[..., float], *args) -> Call
 
 
 def run_benchmark(data_root: str, repetitions: int) -> dict:
-    epochs: dict[str, list[float]] = {name: [] for name in ("course_loop", *PLAIN_LOOPS)}
+    epochs: dict[str, list[float]] = {
+        name: [] for name in ("course_loop", *PLAIN_LOOPS, PACKED_PRODUCTS)
+    }
     matmuls = []
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
     with tempfile.TemporaryDirectory() as folder:
@@ -357,13 +383,21 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                     for name, overrides in MLPLAB_RUNS.items()
                 ),
                 partial(packed_epoch, data_root, PACKED_COPIES, runs / PACKED, timers[PACKED]),
+                appending(
+                    epochs[PACKED_PRODUCTS],
+                    packed_products_epoch,
+                    PACKED_COPIES,
+                    default.data.batch_size,
+                    len(labels),
+                ),
             ]
             # Every other repetition runs them in reverse, so no contender always goes first.
             for contender in contenders if repetition % 2 == 0 else reversed(contenders):
                 contender()
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
-    epochs[PACKED] = [seconds / PACKED_COPIES for seconds in epochs[PACKED]]
+    for name in (PACKED, PACKED_PRODUCTS):
+        epochs[name] = [seconds / PACKED_COPIES for seconds in epochs[name]]
     epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -417,13 +451,26 @@ def one_by_one_against_default(data_root: str, sweeps: dict[str, list[str]]) -> 
 
 
 def run_presets(data_root: str, epochs: int | None) -> dict:
-    """Each preset of conf/experiment with seed=1,2,3 (README's Results), one job at a time
-    and then with the default launcher, launch to report; `epochs` in place of the presets'
-    own when given."""
-    presets = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
+    """Each preset of conf/experiment with seed=1,2,3 (README's Results) as a sweep of its own,
+    one job at a time and then with the default launcher, launch to report; then all of them
+    as one sweep (hydra/sweeper=course), one job at a time and with the default launcher.
+    `epochs` in place of the presets' own when given."""
     shortened = [f"trainer.max_epochs={epochs}"] if epochs else []
-    sweeps = {preset: [f"experiment={preset}", "seed=1,2,3", *shortened] for preset in presets}
-    return {"epochs": epochs or "the presets' own", **one_by_one_against_default(data_root, sweeps)}
+    sweeps = {
+        preset: [f"experiment={preset}", "seed=1,2,3", *shortened] for preset in preset_names()
+    }
+    each = one_by_one_against_default(data_root, sweeps)
+    course = ["hydra/sweeper=course", "seed=1,2,3", *shortened]
+    as_one = {
+        name: timed_multirun(data_root, [*launcher, *course])[0]
+        for name, launcher in LAUNCHERS_COMPARED.items()
+    }
+    return {
+        "epochs": epochs or "the presets' own",
+        **each,
+        "course": as_one,
+        "course / one_by_one": as_one["default"] / each["total"]["one_by_one"],
+    }
 
 
 FIRST_SWEEP = ["activation=relu,sigmoid", "optimizer=sgd,adam"]  # README's, 15 epochs
@@ -551,9 +598,14 @@ def print_against_default(timed: dict, what: str) -> None:
     print(f"{what}, {timed['epochs']} epochs, launch to report (s)")
     print(f"  {'sweep':<40} {'one by one':>10} {'default':>8} {'ratio':>6}")
     rows = [*timed["seconds"].items(), ("total", timed["total"])]
+    if "course" in timed:
+        rows.append(("all as one sweep (hydra/sweeper=course)", timed["course"]))
     for name, seconds in rows:
         one, packed = seconds["one_by_one"], seconds["default"]
         print(f"  {name:<40} {one:10.1f} {packed:8.1f} {packed / one:5.2f}x")
+    if "course" in timed:
+        ratio = timed["course / one_by_one"]
+        print(f"  {'one sweep with the default launcher / total one by one':<60} {ratio:5.2f}x")
 
 
 def print_search(search: dict) -> None:

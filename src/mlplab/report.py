@@ -1,4 +1,5 @@
-"""`python -m mlplab.report <sweep folder>`: the summary table and plots of a sweep."""
+"""`python -m mlplab.report <sweep folder>`: the summary table and plots of a sweep (of each
+preset's folder in a sweep of several presets)."""
 
 import argparse
 from pathlib import Path
@@ -13,12 +14,14 @@ def main() -> None:
 
     from mlplab import results
     from mlplab.errors import one_line_errors
+    from mlplab.sweeps.jobs import sweep_folders
     from mlplab.sweeps.summary import write_report
 
-    with one_line_errors():
-        write_report(sweep_dir)
-    print((sweep_dir / results.SUMMARY_MARKDOWN).read_text(), end="")
-    print(f"written to {sweep_dir}: {', '.join(results.REPORT_FILES)}")
+    for folder in sweep_folders(sweep_dir):  # each preset's of a sweep of several
+        with one_line_errors():
+            write_report(folder)
+        print((folder / results.SUMMARY_MARKDOWN).read_text(), end="")
+        print(f"written to {folder}: {', '.join(results.REPORT_FILES)}")
 
 
 if __name__ == "__main__":

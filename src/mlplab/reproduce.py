@@ -1,7 +1,8 @@
 """`python -m mlplab.reproduce`: the course's presets, 3 seeds each, and the page of results.
 
-Runs `python -m train -m experiment=<preset> seed=1,2,3` for every preset of
-conf/experiment/ (each a sweep folder under outputs/reproduce/), then writes docs/results.md:
+Runs every preset of conf/experiment/ with seed=1,2,3 as one sweep (`python -m train -m
+hydra/sweeper=course seed=1,2,3`: jobs of different presets pack together; a new folder under
+outputs/reproduce/ with one folder per preset), then writes docs/results.md:
 for each preset what it trains and what the course printed (the preset's own header
 comment), the sweep report's table, and its plots, copied beside the page; and the machine,
 versions and date it ran on. Extra arguments are overrides for every sweep
@@ -19,20 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlplab.config.compose import CONF
+from mlplab.config.presets import description, preset_file, preset_names
+from mlplab.errors import one_line_errors
 
 PLOTS = ("val_acc.png", "train_loss.png", "grad_norms.png", "test_acc_vs_compute.png")
-
-
-def presets() -> list[str]:
-    return sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
-
-
-def description(preset: str) -> str:
-    """The preset's header comment: what it trains and what the course printed."""
-    lines = (CONF / "experiment" / f"{preset}.yaml").read_text().splitlines()
-    comment = [line[1:].strip() for line in lines if line.startswith("#")]
-    return " ".join(line for line in comment if line and not line.startswith("@package"))
 
 
 def machine() -> str:
@@ -52,16 +43,18 @@ def machine() -> str:
     )
 
 
-def run_preset(preset: str, seeds: str, sweep_dir: Path, overrides: list[str]) -> None:
-    """The preset's sweep, its output kept in sweep_dir.log; a failed sweep stops here."""
+def run_course(names: list[str], seeds: str, sweep_dir: Path, overrides: list[str]) -> None:
+    """The presets' sweeps as one (hydra/sweeper=course), its output kept in sweep_dir.log; a
+    failed sweep stops here."""
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "train", "-m", f"experiment={preset}", f"seed={seeds}"]
-    command += [*overrides, f"hydra.sweep.dir={sweep_dir}"]
+    command = [sys.executable, "-m", "train", "-m", "hydra/sweeper=course", f"seed={seeds}"]
+    command += [f"hydra.sweeper.presets=[{','.join(names)}]", *overrides]
+    command += [f"hydra.sweep.dir={sweep_dir}"]
     print(" ".join(command[1:]), flush=True)
     with sweep_dir.with_suffix(".log").open("w") as log:
         finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if finished.returncode != 0:
-        raise SystemExit(f"{preset} failed: see {sweep_dir.with_suffix('.log')}")
+        raise SystemExit(f"the sweep failed: see {sweep_dir.with_suffix('.log')}")
 
 
 def section(preset: str, sweep_dir: Path, page: Path) -> list[str]:
@@ -73,10 +66,12 @@ def section(preset: str, sweep_dir: Path, page: Path) -> list[str]:
     lines = [f"## {preset}", "", description(preset), ""]
     lines += [(sweep_dir / results.SUMMARY_MARKDOWN).read_text().rstrip(), ""]
     for plot in PLOTS:
+        copy = figures / f"{preset}_{plot}"
         if (sweep_dir / plot).exists():
-            copy = figures / f"{preset}_{plot}"
             shutil.copyfile(sweep_dir / plot, copy)
             lines.append(f"![{preset}: {plot.removesuffix('.png')}]({figures.name}/{copy.name})")
+        else:  # a plot an earlier run drew and this one did not
+            copy.unlink(missing_ok=True)
     return [*lines, ""]
 
 
@@ -107,13 +102,13 @@ def main(arguments: list[str] | None = None) -> None:
     parser.add_argument("--sweeps", type=Path, default=Path("outputs/reproduce"))
     parser.add_argument("--output", type=Path, default=Path("docs/results.md"))
     args = parser.parse_args(arguments)
-    names = args.presets.split(",") if args.presets else presets()
-    unknown = sorted(set(names) - set(presets()))
-    if unknown:
-        raise SystemExit(f"no preset {', '.join(unknown)}; choose from {', '.join(presets())}")
-    for preset in names:
-        run_preset(preset, args.seeds, args.sweeps / preset, args.overrides)
-    write_page(args.output, names, args.sweeps, args.seeds, args.overrides)
+    names = args.presets.split(",") if args.presets else preset_names()
+    with one_line_errors():
+        for name in names:
+            preset_file(name)  # a preset that does not exist stops here, before any sweep
+    sweep_dir = args.sweeps / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    run_course(names, args.seeds, sweep_dir, args.overrides)
+    write_page(args.output, names, sweep_dir, args.seeds, args.overrides)
     print(f"written: {args.output}")
 
 

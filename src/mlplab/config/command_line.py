@@ -22,8 +22,10 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab.config.checks import check_additions, check_config, check_plugins
+from mlplab.config.presets import course_jobs, preset_names
 from mlplab.errors import ConfigError
 
+COURSE_SWEEPER = "hydra_plugins.mlplab_course_sweeper.course_sweeper.CourseSweeper"
 # Flags that print something instead of running: Hydra answers them itself.
 NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
@@ -102,7 +104,8 @@ class ComposedConfigs:
 def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]]:
     """The overrides of each job: one job for a single run, every combination for a sweep.
 
-    A sweep whose sweeper is not Hydra's basic one (Optuna's) picks its values as it goes:
+    The course's sweeper (hydra/sweeper=course) runs each of its presets' sweeps. A sweep whose
+    sweeper is neither (Optuna's) picks its values as it goes:
     then only what all its jobs share is checked here, and each job checks its own values.
     """
     if not multirun:
@@ -111,9 +114,12 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
     parsed = parse(parser, overrides)
     shared = [override.input_line for override in parsed if not override.is_sweep_override()]
     sweeper = composed(config_name, shared).hydra.sweeper
+    from_config = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    if sweeper._target_ == COURSE_SWEEPER:
+        presets = list(sweeper.presets or preset_names())
+        return course_jobs(presets, parse(parser, [*from_config, *overrides]), parser)
     if sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         return [shared]
-    from_config = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
     batches = BasicSweeper.split_arguments(parse(parser, [*from_config, *overrides]), None)
     return [list(job) for batch in batches for job in batch]
 

@@ -58,6 +58,18 @@ def read_job(folder: Path) -> JobFolder:
     return JobFolder(folder, read_overrides(folder), metrics, read_curves(folder))
 
 
+def holds_jobs(folder: Path) -> bool:
+    return any(folder.glob("*/.hydra/overrides.yaml"))
+
+
+def sweep_folders(sweep_dir: Path) -> list[Path]:
+    """The folders of a sweep that hold its jobs: the sweep's own, or, for a sweep of several
+    presets (hydra/sweeper=course), each preset's folder in it."""
+    if holds_jobs(sweep_dir) or not sweep_dir.is_dir():
+        return [sweep_dir]
+    return sorted(folder for folder in sweep_dir.iterdir() if holds_jobs(folder)) or [sweep_dir]
+
+
 def find_jobs(sweep_dir: Path) -> list[JobFolder]:
     """The jobs of a sweep folder, in the order of their folder names."""
     folders = [path.parent.parent for path in sweep_dir.glob("*/.hydra/overrides.yaml")]

@@ -13,7 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 import mlplab.results as results
-from mlplab.sweeps.jobs import JobFolder, find_jobs
+from mlplab.sweeps.jobs import JobFolder, find_jobs, sweep_folders
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,10 @@ def search_table(found: dict[str, Any]) -> str:
 
 
 class ReportAtSweepEnd(Callback):
-    """Hydra callback: write the sweep report when a multirun ends, failed jobs included."""
+    """Hydra callback: write the sweep report when a multirun ends, failed jobs included (a
+    report in each preset's folder of a sweep of several presets)."""
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        write_report(sweep_dir)
-        log.info(f"sweep report: {sweep_dir / results.SUMMARY_MARKDOWN} (plots beside it)")
+        for folder in sweep_folders(Path(config.hydra.sweep.dir)):
+            write_report(folder)
+            log.info(f"sweep report: {folder / results.SUMMARY_MARKDOWN} (plots beside it)")
