@@ -5,13 +5,12 @@ import sys
 
 import pytest
 from hydra import initialize_config_dir
-from omegaconf import OmegaConf
 
 from mlplab import report
 from mlplab.config.command_line import check_command_line, job_overrides
 from mlplab.config.presets import preset_sweep
 from mlplab.errors import ConfigError
-from tests.conftest import REPO, SMALL_RUN
+from tests.conftest import REPO, SMALL_RUN, train
 from tests.test_cli import run_train
 
 COURSE = ["hydra/sweeper=course"]
@@ -60,37 +59,25 @@ def test_a_bad_preset_or_a_value_one_preset_cannot_take_is_refused_before_any_jo
 
 @pytest.mark.end_to_end
 def test_jobs_of_two_presets_pack_together_and_each_preset_gets_its_own_folder_and_report(
-    tiny_mnist, tmp_path, monkeypatch
+    tiny_mnist, tmp_path, small_run_config, monkeypatch
 ):
     presets = ["lab09_2_relu_normal_init", "lab09_3_xavier"]
-    arguments = [*COURSE, f"hydra.sweeper.presets=[{','.join(presets)}]", *SMALL_RUN]
-    ended = {}
-    for launcher in ("packed", "basic"):
-        sweep = tmp_path / launcher
-        finished = run_train(
-            ["-m", *arguments, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"],
-            tiny_mnist,
-            tmp_path,
-        )
-        assert finished.returncode == 0, finished.stderr[-3000:]
-        ended[launcher] = {
-            preset: json.loads(next((sweep / preset).glob("*/metrics.json")).read_text())
-            for preset in presets
-        }
-        for preset in presets:
-            assert (sweep / preset / "summary.md").read_text().count("| all runs | 1 |") == 1
-            (job,) = (sweep / preset).glob("*/.hydra/config.yaml")
-            assert OmegaConf.load(job).init.weight._target_.endswith(
-                "normal_" if preset == presets[0] else "xavier_uniform_"
-            )
-        if launcher == "packed":
-            assert "packed together: #0, #1" in finished.stdout
-    for preset in presets:  # packed, each preset's job ends where it ends alone
-        assert ended["packed"][preset]["test/acc"] == pytest.approx(
-            ended["basic"][preset]["test/acc"], abs=1e-4
-        )
-    rewritten = tmp_path / "packed" / presets[0] / "summary.md"
+    sweep = tmp_path / "sweep"
+    finished = run_train(
+        ["-m", *COURSE, f"hydra.sweeper.presets=[{','.join(presets)}]", *SMALL_RUN]
+        + [f"hydra.sweep.dir={sweep}"],
+        tiny_mnist,
+        tmp_path,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "packed together: #0, #1" in finished.stdout
+    for preset in presets:
+        assert (sweep / preset / "summary.md").read_text().count("| all runs | 1 |") == 1
+        (job,) = (sweep / preset).glob("*/metrics.json")
+        alone = train(small_run_config(f"experiment={preset}", name=preset))
+        assert json.loads(job.read_text())["test/acc"] == pytest.approx(alone["test/acc"], abs=1e-4)
+    rewritten = sweep / presets[0] / "summary.md"
     rewritten.unlink()
-    monkeypatch.setattr(sys, "argv", ["mlplab.report", str(tmp_path / "packed")])
+    monkeypatch.setattr(sys, "argv", ["mlplab.report", str(sweep)])
     report.main()  # python -m mlplab.report <sweep folder>: each preset's report
     assert "| all runs | 1 |" in rewritten.read_text()
