@@ -21,11 +21,11 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mlplab_course_sweeper.course_sweeper import CourseSweeper
 from mlplab.config.checks import check_additions, check_config, check_plugins
 from mlplab.config.presets import course_jobs, preset_names
 from mlplab.errors import ConfigError
 
-COURSE_SWEEPER = "hydra_plugins.mlplab_course_sweeper.course_sweeper.CourseSweeper"
 # Flags that print something instead of running: Hydra answers them itself.
 NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
@@ -101,6 +101,10 @@ class ComposedConfigs:
         )
 
 
+def target_of(sweeper: type) -> str:
+    return f"{sweeper.__module__}.{sweeper.__name__}"
+
+
 def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> list[list[str]]:
     """The overrides of each job: one job for a single run, every combination for a sweep.
 
@@ -115,10 +119,10 @@ def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> lis
     shared = [override.input_line for override in parsed if not override.is_sweep_override()]
     sweeper = composed(config_name, shared).hydra.sweeper
     from_config = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    if sweeper._target_ == COURSE_SWEEPER:
+    if sweeper._target_ == target_of(CourseSweeper):
         presets = list(sweeper.presets or preset_names())
         return course_jobs(presets, parse(parser, [*from_config, *overrides]), parser)
-    if sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+    if sweeper._target_ != target_of(BasicSweeper):
         return [shared]
     batches = BasicSweeper.split_arguments(parse(parser, [*from_config, *overrides]), None)
     return [list(job) for batch in batches for job in batch]
