@@ -4,7 +4,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from mlplab.engines.packed.train import fit_and_test_packed
+from mlplab.job.facts import JobFacts
 from mlplab.scale.job_resources import gpu_for_job, jobs_at_once, share_machine, threads_per_job
+from mlplab.sweeps.packing import packing_groups
+from tests.conftest import train
 
 
 @pytest.mark.parametrize(
@@ -62,3 +66,31 @@ def test_cpu_jobs_are_given_no_gpu(small_run_config, monkeypatch):
         assert cfg.trainer.devices == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def denormals_survive() -> bool:
+    """Whether this process computes with float32 numbers below 1.2e-38 rather than as 0."""
+    return bool(torch.tensor([1e-40]).mul(1.0).item() != 0)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_job_and_a_packed_group_compute_denormals_as_flush_denormal_says(small_run_config, flush):
+    flushed_before = not denormals_survive()
+    try:
+        torch.set_flush_denormal(not flush)
+        train(small_run_config(f"flush_denormal={flush}"))
+        assert denormals_survive() is not flush
+        torch.set_flush_denormal(not flush)
+        cfgs = [
+            small_run_config(f"flush_denormal={flush}", f"seed={s}", name=f"{s}") for s in (1, 2)
+        ]
+        for outcome in fit_and_test_packed(cfgs, [JobFacts() for _ in cfgs]):
+            outcome()
+        assert denormals_survive() is not flush
+    finally:
+        torch.set_flush_denormal(flushed_before)
+
+
+def test_jobs_that_compute_denormals_differently_do_not_pack(small_run_config):
+    cfgs = [small_run_config(f"flush_denormal={flush}") for flush in (True, False)]
+    assert [indices for indices, _ in packing_groups(cfgs)] == [[0], [1]]

@@ -38,6 +38,7 @@ from mlplab.model.compute import training_flops
 from mlplab.model.nets import linear_layers
 from mlplab.results import SUMMARY_CSV
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
+from mlplab.scale.job_resources import flush_denormals
 from mlplab.sweeps.jobs import find_jobs, sweep_folders
 
 
@@ -365,6 +366,8 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
     with tempfile.TemporaryDirectory() as folder:
         default = compose_train_config(Path(folder) / "data", [f"data.root={data_root}"])
+        # mlplab's jobs set it for the process; the plain loops compute the same way.
+        flush_denormals(default)
         datamodule = datamodule_of(default)
         features, labels = datamodule.splits["train"]
         for repetition in range(repetitions):
@@ -401,7 +404,8 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
     epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"flush_denormal={default.flush_denormal}",
         "repetitions": repetitions,
         "epoch_seconds": {name: summary(values) for name, values in epochs.items()},
         "ratios": paired_ratios(epochs),
