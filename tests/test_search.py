@@ -124,14 +124,21 @@ class PruneOddTrials(optuna.pruners.BasePruner):
         return trial.number % 2 == 1
 
 
-def trial_config(tmp_path: Path, data: Path, storage: str, number: int, *extra: str):
+def trial_config(
+    tmp_path: Path,
+    data: Path,
+    storage: str,
+    number: int,
+    *extra: str,
+    pruner: tuple[str, ...] = (f"_target_={__name__}.PruneOddTrials",),
+):
     trial = [
         "+callbacks.trial._target_=mlplab.search.pruning.ReportToTrial",
         f"+callbacks.trial.storage={storage}",
         "+callbacks.trial.study_name=s",
         f"+callbacks.trial.number={number}",
         "+callbacks.trial.monitor=val/acc",
-        f"+callbacks.trial.pruner._target_={__name__}.PruneOddTrials",
+        *(f"+callbacks.trial.pruner.{setting}" for setting in pruner),
     ]
     overrides = [*SMALL_RUN, "trainer.max_epochs=3", f"seed={number + 1}", *trial, *extra]
     return compose_train_config(tmp_path / str(number), data, overrides)
@@ -180,6 +187,26 @@ def test_a_pruned_trial_stops_at_its_epoch_and_in_a_packed_group_the_others_go_o
     assert reported[0].value == pytest.approx(kept["val/acc"])
 
 
+def test_a_packed_groups_copies_are_judged_best_first_whatever_their_order(tiny_mnist, tmp_path):
+    """Successive halving keeping the better half: judged in the group's order, the first
+    copy would compete with itself alone and go on."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    halving = (
+        "_target_=optuna.pruners.SuccessiveHalvingPruner",
+        "min_resource=1",
+        "reduction_factor=2",
+    )
+    rates = ("optimizer.lr=1e-7", "optimizer.lr=1e-2")  # the first copy learns nothing
+    cfgs = [
+        trial_config(tmp_path, tiny_mnist, storage, study.ask().number, rate, pruner=halving)
+        for rate in rates
+    ]
+    slow, fast = train_packed(cfgs)
+    assert isinstance(slow, Exception) and "pruned by the search after epoch 1" in str(slow)
+    assert fast["status"] == "completed" and fast["epochs"] == 3
+
+
 @pytest.mark.parametrize("packed", [True, False])
 def test_a_trial_that_trained_all_its_epochs_completes_whatever_the_pruner_says(
     tiny_mnist, tmp_path, packed
@@ -221,3 +248,22 @@ def test_several_objectives_end_in_a_pareto_front_that_the_report_shows(tmp_path
         "|---|---|---|---|---|",
     ]
     assert table[6].startswith("| 1 | 0.95 | 30 | x=") and table[6].endswith("| 1_x |")
+
+
+class PruneAll(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_packed_group_whose_every_copy_is_pruned_records_each_as_pruned(tiny_mnist, tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    every = (f"_target_={__name__}.PruneAll",)
+    cfgs = [
+        trial_config(tmp_path, tiny_mnist, storage, study.ask().number, activation, pruner=every)
+        for activation in ("activation=relu", "activation=tanh")
+    ]
+    outcomes = train_packed(cfgs)
+    assert all("pruned by the search after epoch 1" in str(outcome) for outcome in outcomes)
+    for cfg in cfgs:
+        assert json.loads((Path(cfg.output_dir) / "metrics.json").read_text())["status"] == "pruned"

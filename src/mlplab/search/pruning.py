@@ -48,6 +48,11 @@ class Trial:
         )
         self.trial = optuna.trial.Trial(study, trial_id)
         self.reports = len(study.directions) == 1  # Optuna takes reports of one objective
+        self.maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+
+    def ranked(self, value: float) -> float:
+        """A key that sorts the study's best values first."""
+        return -value if self.maximize else value
 
     def report(self, value: float, epochs: int, last: bool) -> TrialPruned | None:
         """Report the value after `epochs` epochs of training; the error that stops the job

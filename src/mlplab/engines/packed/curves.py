@@ -106,7 +106,7 @@ class PackedCurves(L.Callback):
         epoch = {"epoch": float(trainer.current_epoch)}
         active = pl_module.active()
         outputs, statistics = [], None
-        if self.diagnostics:
+        if self.diagnostics and active:  # every copy may have stopped in this epoch
             features, _ = next(iter(trainer.datamodule.val_dataloader()))
             (features,) = pl_module.running_rows(trainer.precision_plugin.convert_input(features))
             outputs = pl_module.network.hidden_outputs(features)

@@ -252,7 +252,8 @@ def train_group(
         if jobs[copy].best_state is not None:
             network.set_copy(copy, jobs[copy].best_state)
     started = time.perf_counter()
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    if module.active():  # when every copy stopped, no job is left to test
+        trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - started
 
     seconds = {results.TRAIN_SECONDS: train_seconds, results.TEST_SECONDS: test_seconds}

@@ -16,16 +16,20 @@ class PackedTrials(L.Callback):
         self.trials = trials
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: PackedClassifier) -> None:
+        """Report each copy's value, best first: the copies finished the epoch together, so
+        each is judged against every better one of its group (a pruner that ranks trials, such
+        as successive halving, would otherwise let the first copies compete with fewer)."""
         if trainer.sanity_checking:
             return
+        values = {}
         for copy in pl_module.active():
-            trial = self.trials[copy]
-            stage, _, name = trial.monitor.partition("/")
+            stage, _, name = self.trials[copy].monitor.partition("/")
             means = pl_module.epoch_results.get(stage, {})
-            if results.metric_key(stage, name) != trial.monitor or name not in means:
-                continue
-            epochs = trainer.current_epoch + 1
-            last = epochs >= trainer.max_epochs
-            pruned = trial.report(float(means[name][copy]), epochs, last)
+            if results.metric_key(stage, name) == self.trials[copy].monitor and name in means:
+                values[copy] = float(means[name][copy])
+        epochs = trainer.current_epoch + 1
+        last = epochs >= trainer.max_epochs
+        for copy in sorted(values, key=lambda copy: self.trials[copy].ranked(values[copy])):
+            pruned = self.trials[copy].report(values[copy], epochs, last)
             if pruned is not None:
                 pl_module.stop_copy(copy, pruned)
