@@ -53,18 +53,24 @@ def train_packed(cfgs) -> list[dict | Exception]:
     return recorded
 
 
+def train_packed_and_alone(root: Path, jobs: dict[str, list[str]], shared: list[str]):
+    """`jobs` (name: overrides, after `shared`) on tiny data, trained packed into
+    root/packed/<name> and then each alone into root/alone/<name>: their metrics."""
+    data = write_tiny_mnist(root / "data")
+
+    def config(name: str, kind: str):
+        return compose_train_config(root / kind / name, data, [*shared, *jobs[name]])
+
+    packed = train_packed([config(name, "packed") for name in jobs])
+    alone = [train(config(name, "alone")) for name in jobs]
+    return packed, alone
+
+
 @pytest.fixture(scope="module")
 def packed_and_alone(tmp_path_factory):
     """The JOBS trained packed, and each trained alone: their folders and metrics."""
     root = tmp_path_factory.mktemp("packed")
-    data = write_tiny_mnist(root / "data")
-
-    def config(name: str, kind: str):
-        overrides = [*TWO_EPOCHS, *IN_FLOAT64, *JOBS[name]]
-        return compose_train_config(root / kind / name, data, overrides)
-
-    packed = train_packed([config(name, "packed") for name in JOBS])
-    alone = [train(config(name, "alone")) for name in JOBS]
+    packed, alone = train_packed_and_alone(root, JOBS, [*TWO_EPOCHS, *IN_FLOAT64])
     return root, packed, alone
 
 
@@ -106,6 +112,20 @@ def test_packed_job_ends_with_the_weights_and_optimizer_state_it_reaches_alone(
     root, _, _ = packed_and_alone
     packed, alone = checkpoint(root, "packed", name), checkpoint(root, "alone", name)
     assert_same_weights_and_optimizer_state(packed, alone)
+
+
+# A search's trials: one seed, so one split and one batch order, each with its own settings.
+ONE_SEED = {
+    "relu": ["seed=1"],
+    "tanh_dropout": ["seed=1", "activation=tanh", "model.dropout=0.3", "optimizer.lr=0.003"],
+}
+
+
+def test_jobs_of_one_seed_share_their_batches_and_end_where_each_ends_alone(tmp_path):
+    train_packed_and_alone(tmp_path, ONE_SEED, [*TWO_EPOCHS, *IN_FLOAT64])
+    for name in ONE_SEED:
+        packed, alone = checkpoint(tmp_path, "packed", name), checkpoint(tmp_path, "alone", name)
+        assert_same_weights_and_optimizer_state(packed, alone)
 
 
 # The course's presets' options that pack with jobs of their own kind, two jobs each.
@@ -214,18 +234,11 @@ def test_packed_jobs_with_their_own_learning_rates_end_where_each_ends_alone(tmp
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_packed_jobs_end_with_the_weights_they_reach_alone(tmp_path):
-    data = write_tiny_mnist(tmp_path / "data")
     on_gpu = [override for override in TWO_EPOCHS if override != "trainer=cpu"] + ["trainer=gpu"]
     # Without dropout: a GPU's fused dropout kernel draws its masks another way.
     names = ("relu", "tanh_xavier")
-
-    def config(name: str, kind: str):
-        overrides = [*on_gpu, *IN_FLOAT64, *JOBS[name]]
-        return compose_train_config(tmp_path / kind / name, data, overrides)
-
-    train_packed([config(name, "packed") for name in names])
+    train_packed_and_alone(tmp_path, {name: JOBS[name] for name in names}, [*on_gpu, *IN_FLOAT64])
     for name in names:
-        train(config(name, "alone"))
         packed, alone = checkpoint(tmp_path, "packed", name), checkpoint(tmp_path, "alone", name)
         # cuBLAS sums batched and single products in other orders too: float64 again.
         assert_same_weights_and_optimizer_state(packed, alone)

@@ -30,7 +30,8 @@ class PackedBatches:
 
     `splits` (K, n) holds each copy's examples (indices into features and labels), and
     `orders` each copy's batches of positions in its row, so a step costs one gather for
-    all the copies.
+    all the copies. Copies of one split and one order (jobs of one data seed, such as a
+    search's trials) share each batch: it is gathered once and stacked as a view.
     """
 
     def __init__(
@@ -44,12 +45,19 @@ class PackedBatches:
         self.labels = labels
         self.splits = splits
         self.orders = orders
+        self.one_split = all(torch.equal(split, splits[0]) for split in splits[1:])
 
     def __len__(self) -> int:
         return len(self.orders[0])
 
     def __iter__(self) -> Iterator[Batch]:
+        copies = len(self.orders)
         for positions in zip(*(order.positions() for order in self.orders)):
+            if self.one_split and same_positions(positions):
+                index = self.splits[:1, positions[0]]
+                features, labels = rows(self.features, index), rows(self.labels, index)
+                yield features.expand(copies, *features.shape[1:]), labels.expand(copies, -1)
+                continue
             if isinstance(positions[0], slice):  # unshuffled: the same slice of every row
                 index = self.splits[:, positions[0]]
             else:
@@ -63,6 +71,14 @@ class PackedBatches:
     def load_state_dict(self, states: list[dict]) -> None:
         for order, state in zip(self.orders, states):
             order.load_state_dict(state)
+
+
+def same_positions(positions: tuple[slice | torch.Tensor, ...]) -> bool:
+    """Whether every copy's batch takes the same positions of its row."""
+    first = positions[0]
+    if isinstance(first, slice):
+        return all(position == first for position in positions[1:])
+    return all(torch.equal(position, first) for position in positions[1:])
 
 
 class PackedMNIST(L.LightningDataModule):

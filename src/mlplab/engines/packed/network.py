@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.functional import batch_norm
 
+from mlplab.engines.packed.dropout_masks import kept_units
+
 
 def dropout_rate(network: nn.Module) -> float:
     """The rate of the network's Dropout layers (0 without any)."""
@@ -192,8 +194,9 @@ class PackedNetworks(nn.Module):
     def drop(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout per slice of the copies held, each mask drawn from the copy's own generator.
 
-        The mask is drawn as torch's CPU dropout draws it (bernoulli_ of 1 - p into a tensor
-        like the input), so on the CPU a copy gets the masks it would get alone.
+        The mask is the one torch's CPU dropout draws (bernoulli_ of 1 - p into a tensor like
+        the input; mlplab.engines.packed.dropout_masks), so on the CPU a copy gets the masks it
+        would get alone.
         """
         if not self.training or not any(self.dropout_rates):
             return x
@@ -204,12 +207,16 @@ class PackedNetworks(nn.Module):
                 mask.fill_(1)
                 continue
             generator = self.dropout_generators[copy]
-            if generator.device != mask.device:
+            if mask.device.type == "cpu":
+                mask.copy_(kept_units(mask.shape, 1 - rate, generator))
+            else:
                 # On an accelerator the solo run's fused dropout kernel draws its own way: the
                 # masks there are equal in distribution only.
-                generator = torch.Generator(mask.device).manual_seed(generator.initial_seed())
-                self.dropout_generators[copy] = generator
-            mask.bernoulli_(1 - rate, generator=generator).div_(1 - rate)
+                if generator.device != mask.device:
+                    generator = torch.Generator(mask.device).manual_seed(generator.initial_seed())
+                    self.dropout_generators[copy] = generator
+                mask.bernoulli_(1 - rate, generator=generator)
+            mask.div_(1 - rate)
         return x * noise
 
     def swap_layout(self, index: int, value: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,42 @@
+"""Each copy of a packed group gets the batches its job gets alone; copies of one split and
+one order share each batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlplab.data.mnist import TensorBatches
+from mlplab.engines.packed.data import PackedBatches
+
+EXAMPLES, BATCH = 60, 8
+
+
+def packed_batches(seeds: list[int], shuffle: bool) -> PackedBatches:
+    features = torch.arange(EXAMPLES * 3, dtype=torch.float32).view(EXAMPLES, 3)
+    labels = torch.arange(EXAMPLES) % 10
+    split = torch.arange(5, 45)
+    splits = torch.stack([split for _ in seeds])
+    orders = [TensorBatches(split, split, BATCH, shuffle, seed) for seed in seeds]
+    return PackedBatches(features, labels, splits, orders)
+
+
+def alone_batches(seed: int, shuffle: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    features = torch.arange(EXAMPLES * 3, dtype=torch.float32).view(EXAMPLES, 3)
+    labels = torch.arange(EXAMPLES) % 10
+    split = torch.arange(5, 45)
+    return list(TensorBatches(features[split], labels[split], BATCH, shuffle, seed))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("seeds", [[4, 4, 4], [4, 5, 4]])
+def test_each_copy_gets_its_solo_batches_and_copies_of_one_order_share_them(seeds, shuffle):
+    packed = list(packed_batches(seeds, shuffle))
+    alone = {seed: alone_batches(seed, shuffle) for seed in set(seeds)}
+    assert len(packed) == len(alone[seeds[0]])
+    for step, (features, labels) in enumerate(packed):
+        for copy, seed in enumerate(seeds):
+            assert torch.equal(features[copy], alone[seed][step][0])
+            assert torch.equal(labels[copy], alone[seed][step][1])
+        one_order = len(set(seeds)) == 1 or not shuffle
+        assert (features.stride(0) == 0) == one_order  # gathered once, seen by every copy
