@@ -40,3 +40,12 @@ def test_each_copy_gets_its_solo_batches_and_copies_of_one_order_share_them(seed
             assert torch.equal(labels[copy], alone[seed][step][1])
         one_order = len(set(seeds)) == 1 or not shuffle
         assert (features.stride(0) == 0) == one_order  # gathered once, seen by every copy
+
+
+def test_copies_of_one_seed_at_other_places_of_the_epoch_gather_their_own_batches():
+    batches = packed_batches([4, 4], shuffle=True)
+    batches.orders[1].load_state_dict({**batches.orders[1].state_dict(), "batches_consumed": 2})
+    features, _ = next(iter(batches))
+    assert features.stride(0) != 0
+    assert torch.equal(features[0], alone_batches(4, shuffle=True)[0][0])
+    assert torch.equal(features[1], alone_batches(4, shuffle=True)[2][0])

@@ -90,6 +90,18 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-self.share_size() // self.batch_size)
 
+    def serves_like(self, other: TensorBatches) -> bool:
+        """Whether this epoch's batches take the positions `other`'s take: batches of one
+        size from one place in splits of one size, in one order (unshuffled, or from equal
+        generator states)."""
+        settings = ("shuffle", "batch_size", "batches_to_skip", "rank", "world_size")
+        if any(getattr(self, name) != getattr(other, name) for name in settings):
+            return False
+        if len(self.labels) != len(other.labels):
+            return False
+        states = self.generator.get_state(), other.generator.get_state()
+        return not self.shuffle or torch.equal(*states)
+
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         return {
             "epoch_start_state": self.epoch_start_state,

@@ -51,9 +51,10 @@ class PackedBatches:
         return len(self.orders[0])
 
     def __iter__(self) -> Iterator[Batch]:
-        copies = len(self.orders)
+        copies, first = len(self.orders), self.orders[0]
+        shared = self.one_split and all(order.serves_like(first) for order in self.orders[1:])
         for positions in zip(*(order.positions() for order in self.orders)):
-            if self.one_split and same_positions(positions):
+            if shared:  # every copy's batch holds the same examples
                 index = self.splits[:1, positions[0]]
                 features, labels = rows(self.features, index), rows(self.labels, index)
                 yield features.expand(copies, *features.shape[1:]), labels.expand(copies, -1)
@@ -71,14 +72,6 @@ class PackedBatches:
     def load_state_dict(self, states: list[dict]) -> None:
         for order, state in zip(self.orders, states):
             order.load_state_dict(state)
-
-
-def same_positions(positions: tuple[slice | torch.Tensor, ...]) -> bool:
-    """Whether every copy's batch takes the same positions of its row."""
-    first = positions[0]
-    if isinstance(first, slice):
-        return all(position == first for position in positions[1:])
-    return all(torch.equal(position, first) for position in positions[1:])
 
 
 class PackedMNIST(L.LightningDataModule):
