@@ -10,22 +10,19 @@ from mlplab.data.mnist import TensorBatches
 from mlplab.engines.packed.data import PackedBatches
 
 EXAMPLES, BATCH = 60, 8
+FEATURES = torch.arange(EXAMPLES * 3, dtype=torch.float32).view(EXAMPLES, 3)
+LABELS = torch.arange(EXAMPLES) % 10
+SPLIT = torch.arange(5, 45)  # the examples every copy trains on
 
 
 def packed_batches(seeds: list[int], shuffle: bool) -> PackedBatches:
-    features = torch.arange(EXAMPLES * 3, dtype=torch.float32).view(EXAMPLES, 3)
-    labels = torch.arange(EXAMPLES) % 10
-    split = torch.arange(5, 45)
-    splits = torch.stack([split for _ in seeds])
-    orders = [TensorBatches(split, split, BATCH, shuffle, seed) for seed in seeds]
-    return PackedBatches(features, labels, splits, orders)
+    splits = torch.stack([SPLIT for _ in seeds])
+    orders = [TensorBatches(SPLIT, SPLIT, BATCH, shuffle, seed) for seed in seeds]
+    return PackedBatches(FEATURES, LABELS, splits, orders)
 
 
 def alone_batches(seed: int, shuffle: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    features = torch.arange(EXAMPLES * 3, dtype=torch.float32).view(EXAMPLES, 3)
-    labels = torch.arange(EXAMPLES) % 10
-    split = torch.arange(5, 45)
-    return list(TensorBatches(features[split], labels[split], BATCH, shuffle, seed))
+    return list(TensorBatches(FEATURES[SPLIT], LABELS[SPLIT], BATCH, shuffle, seed))
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
