@@ -14,12 +14,19 @@ def test_ratios_are_taken_within_each_repetition_so_drift_cancels():
 
 
 def test_arithmetic_rates_are_the_epochs_flops_over_each_repetitions_matrix_product_rate():
-    from mlplab.bench import MATMUL_SIZE, PACKED, PACKED_PRODUCTS, arithmetic_rates, course_network
+    from mlplab.bench import (
+        MATMUL_SIZE,
+        PACKED,
+        PACKED_LOOP,
+        PACKED_PRODUCTS,
+        arithmetic_rates,
+        course_network,
+    )
     from mlplab.model.compute import training_flops
 
     flops = training_flops(course_network(), 1000)
     matmul = 2 * MATMUL_SIZE**3 / 1e11  # a 100 GFLOP/s product; then half as fast
-    seconds = {name: [1.0, 2.0] for name in ("plain_loop", "mlplab", PACKED_PRODUCTS)}
+    seconds = {name: [1.0, 2.0] for name in ("plain_loop", "mlplab", PACKED_LOOP, PACKED_PRODUCTS)}
     seconds[PACKED] = [0.5, 1.0]
     rates = arithmetic_rates({**seconds, "matmul": [matmul, 2 * matmul]}, 1000)
     assert rates["matmul"]["median"] == pytest.approx(75.0)

@@ -27,15 +27,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.functional import cross_entropy
 
 from mlplab.config.compose import compose_train_config
 from mlplab.config.presets import preset_names
 from mlplab.data.mnist import MNISTDataModule, TensorBatches
+from mlplab.engines.packed.data import PackedBatches
+from mlplab.engines.packed.network import PackedNetworks
 from mlplab.engines.packed.train import train_group
 from mlplab.job.build import build_classifier, build_trainer
 from mlplab.job.facts import JobFacts
 from mlplab.model.compute import training_flops
-from mlplab.model.nets import linear_layers
+from mlplab.model.nets import MLP, linear_layers
 from mlplab.results import SUMMARY_CSV
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
 from mlplab.scale.job_resources import flush_denormals
@@ -291,13 +294,33 @@ def packed_products_epoch(copies: int, batch_size: int, examples: int) -> float:
     return time.perf_counter() - started
 
 
+def packed_loop_epoch(features: torch.Tensor, labels: torch.Tensor, copies: int) -> float:
+    """Seconds of one epoch of `copies` course networks packed (PackedNetworks) in a
+    hand-written loop: each copy's own split and batch order gathered per step (PackedBatches),
+    forward, loss, backward and fused Adam, and nothing else: what any engine of the packed step
+    costs before it records or checkpoints anything."""
+    networks = [MLP([256, 256], nn.ReLU) for _ in range(copies)]
+    network = PackedNetworks(networks, [torch.Generator() for _ in networks])
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=True)
+    splits = torch.stack([torch.randperm(len(labels)) for _ in networks])
+    orders = [TensorBatches(split, split, 100, True, seed) for seed, split in enumerate(splits)]
+    started = time.perf_counter()
+    for batch_features, batch_labels in PackedBatches(features, labels, splits, orders):
+        optimizer.zero_grad(set_to_none=True)
+        logits = network(batch_features)
+        losses = cross_entropy(logits.transpose(1, 2), batch_labels, reduction="none").mean(dim=1)
+        losses.sum().backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
 def arithmetic_rates(seconds: dict[str, list[float]], examples: int) -> dict[str, dict]:
     """GFLOP/s of the epochs' matrix products (mlplab.model.compute's count), each repetition's
     share of that repetition's matrix-product rate: how close an epoch is to the arithmetic."""
     epoch_flops = training_flops(course_network(), examples)
     peak = [2 * MATMUL_SIZE**3 / matmul for matmul in seconds["matmul"]]
     rates = {"matmul": summary([rate / 1e9 for rate in peak])}
-    for name in ("plain_loop", "mlplab", PACKED, PACKED_PRODUCTS):
+    for name in ("plain_loop", "mlplab", PACKED, PACKED_LOOP, PACKED_PRODUCTS):
         rates[name] = summary([epoch_flops / epoch / 1e9 for epoch in seconds[name]])
         rates[f"{name} / matmul"] = summary(
             [epoch_flops / epoch / rate for epoch, rate in zip(seconds[name], peak)]
@@ -324,6 +347,7 @@ MLPLAB_RUNS = {  # name: overrides of the default config
 PACKED_COPIES = 8
 PACKED = f"packed_{PACKED_COPIES}_per_model"  # a packed epoch's time over its number of models
 PACKED_PRODUCTS = f"packed_{PACKED_COPIES}_products_per_model"  # its matrix products alone
+PACKED_LOOP = f"packed_{PACKED_COPIES}_hand_written_loop_per_model"  # its step in a bare loop
 
 RATIOS = (  # (slower, faster): how many times longer an epoch of the first takes
     ("mlplab", "plain_loop"),
@@ -337,6 +361,8 @@ RATIOS = (  # (slower, faster): how many times longer an epoch of the first take
     (PACKED, "plain_loop_fused"),
     (PACKED, "mlplab"),
     (PACKED_PRODUCTS, "plain_loop"),
+    (PACKED_LOOP, "plain_loop"),
+    (PACKED, PACKED_LOOP),
     (PACKED, PACKED_PRODUCTS),
 )
 
@@ -360,7 +386,7 @@ def appending(values: list[float], measure: Callable[..., float], *args) -> Call
 
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     epochs: dict[str, list[float]] = {
-        name: [] for name in ("course_loop", *PLAIN_LOOPS, PACKED_PRODUCTS)
+        name: [] for name in ("course_loop", *PLAIN_LOOPS, PACKED_PRODUCTS, PACKED_LOOP)
     }
     matmuls = []
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
@@ -386,6 +412,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                     for name, overrides in MLPLAB_RUNS.items()
                 ),
                 partial(packed_epoch, data_root, PACKED_COPIES, runs / PACKED, timers[PACKED]),
+                appending(epochs[PACKED_LOOP], packed_loop_epoch, features, labels, PACKED_COPIES),
                 appending(
                     epochs[PACKED_PRODUCTS],
                     packed_products_epoch,
@@ -399,7 +426,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                 contender()
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
-    for name in (PACKED, PACKED_PRODUCTS):
+    for name in (PACKED, PACKED_LOOP, PACKED_PRODUCTS):
         epochs[name] = [seconds / PACKED_COPIES for seconds in epochs[name]]
     epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
