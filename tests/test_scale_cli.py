@@ -103,9 +103,11 @@ def test_launchers_train_each_packed_group_of_a_sweep_into_the_usual_folders(
     tiny_mnist, tmp_path, launcher
 ):
     sweep = tmp_path / "sweep"
+    # Hydra's callbacks are told each job's end with its return value, in the job's own log.
+    job_ends = "+hydra.callbacks.job_end._target_=hydra.experimental.callbacks.LogJobReturnCallback"
     result = run_train(
         ["-m", *launcher, "trainer=cpu", "activation=relu,tanh", "optimizer=adam,sgd"]
-        + [*TINY_RUN, SHORT_NAMES, f"hydra.sweep.dir={sweep}"],
+        + [*TINY_RUN, SHORT_NAMES, f"hydra.sweep.dir={sweep}", job_ends],
         tiny_mnist,
         tmp_path,
     )
@@ -118,7 +120,11 @@ def test_launchers_train_each_packed_group_of_a_sweep_into_the_usual_folders(
         "3_activation=tanh,optimizer=sgd",
     ]
     for job in job_folders(sweep):
-        assert completed_metrics(sweep / job)["packed_jobs"] == 2
+        metrics = completed_metrics(sweep / job)
+        assert metrics["packed_jobs"] == 2
+        log = (sweep / job / "train.log").read_text().splitlines()
+        ends = [line for line in log if "Succeeded with return value" in line]
+        assert ends[-1].endswith(f"return value: {metrics['val/acc']}")
 
 
 def trials(study_file: Path) -> list[tuple[int, str, float | None]]:

@@ -15,16 +15,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -136,19 +142,30 @@ class GroupRun:
         """Start each job (folder, .hydra/, train.log), train them as one, finish each."""
         from mlplab.engines.packed.train import fit_and_test_packed
 
-        started = [self.run(config, start_job).return_value for config in configs]
-        cfgs, facts = zip(*started)
+        jobs = [self.run(config, start_job) for config in configs]
+        cfgs, facts = zip(*(job.return_value for job in jobs))
         with logging_into([Path(cfg.output_dir) for cfg in cfgs]):
             outcomes = fit_and_test_packed(list(cfgs), list(facts))
-        finished, stop = [], None
-        for config, outcome in zip(configs, outcomes):
+        stop = None
+        for config, job, cfg, outcome in zip(configs, jobs, cfgs, outcomes):
             try:
-                finished.append(self.run(config, partial(finish_job, outcome)))
+                self.finish(config, job, cfg, outcome)
             except SystemExit as exit:  # a signal stops the sweep once every job recorded it
                 stop = exit
         if stop is not None:
             raise stop
-        return finished
+        return jobs
+
+    def finish(self, config: DictConfig, job: JobReturn, cfg: DictConfig, outcome: Any) -> None:
+        """Record the job's outcome in its metrics.json and train.log, as `python -m train`
+        records a job's, and make it the job's return value. Hydra's run_job started the job
+        (its folder, .hydra/ and log) already: here only its end is told to the callbacks."""
+        with logging_into([Path(cfg.output_dir)]):
+            try:
+                job.return_value = finish_job(outcome, cfg)
+            except Exception as error:  # as run_job records a job that raised
+                job.return_value, job.status = error, JobStatus.FAILED
+            self.hydra_context.callbacks.on_job_end(config=config, job_return=job)
 
 
 class ComposedOnce:
@@ -196,12 +213,12 @@ def start_job(cfg: DictConfig) -> tuple[DictConfig, Any]:
 
 
 def finish_job(outcome: Any, cfg: DictConfig) -> float:
-    """Record the job's outcome in its metrics.json, as `python -m train` records a job's."""
+    """Record the outcome of the job of `cfg` (resolved when it started) in its metrics.json;
+    its val/acc, NaN for a job that failed."""
     from mlplab import results
     from mlplab.errors import one_line_errors
     from mlplab.job.outcome import record_outcome
 
-    OmegaConf.resolve(cfg)
     with one_line_errors(stop=False):
         return record_outcome(Path(cfg.output_dir), outcome)[results.VAL_ACC]
     return float("nan")  # its metrics.json says why; the others go on
