@@ -546,7 +546,9 @@ def run_search(data_root: str, trials: int, epochs: int, seeds: int) -> dict:
             f"trainer.max_epochs={epochs}",
             f"hydra.sweeper.sampler.seed={seed}",
         ]
-        for name, mode in SEARCH_MODES.items():
+        modes = list(SEARCH_MODES.items())
+        # Every other seed runs them in reverse, so neither mode always goes first.
+        for name, mode in modes if seed % 2 else reversed(modes):
             runs[name].append(timed_search(data_root, [*shared, *mode]))
     seconds = {name: [wall for wall, _ in values] for name, values in runs.items()}
     best = {name: [value for _, value in values] for name, values in runs.items()}
