@@ -27,11 +27,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.nn.functional import cross_entropy
 
 from mlplab.config.compose import compose_train_config
 from mlplab.config.presets import preset_names
 from mlplab.data.mnist import MNISTDataModule, TensorBatches
+from mlplab.engines.packed.classifier import mean_losses
 from mlplab.engines.packed.data import PackedBatches
 from mlplab.engines.packed.network import PackedNetworks
 from mlplab.engines.packed.train import train_group
@@ -307,9 +307,7 @@ def packed_loop_epoch(features: torch.Tensor, labels: torch.Tensor, copies: int)
     started = time.perf_counter()
     for batch_features, batch_labels in PackedBatches(features, labels, splits, orders):
         optimizer.zero_grad(set_to_none=True)
-        logits = network(batch_features)
-        losses = cross_entropy(logits.transpose(1, 2), batch_labels, reduction="none").mean(dim=1)
-        losses.sum().backward()
+        mean_losses(network(batch_features), batch_labels).sum().backward()
         optimizer.step()
     return time.perf_counter() - started
 

@@ -22,6 +22,11 @@ from mlplab.engines.single.classifier import OptimizerFactory, SchedulerFactory
 from mlplab.errors import KnownError
 
 
+def mean_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each copy's mean cross-entropy over its batch: logits (K, N, C), labels (K, N) -> (K,)."""
+    return cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(dim=1)
+
+
 def selected(tensor: torch.Tensor, copies: torch.Tensor | None) -> torch.Tensor:
     """The slices `copies` of a tensor with the copies first (all of it when None)."""
     return tensor if copies is None else tensor.index_select(0, copies)
@@ -118,8 +123,7 @@ class PackedClassifier(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         logits = self.network(features)
-        losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        copy_losses = losses.mean(dim=1)
+        copy_losses = mean_losses(logits, labels)
         self.manual_backward(copy_losses.sum())
         if self.lr_scales:
             self._keep_weights_before_step()
@@ -190,8 +194,7 @@ class PackedClassifier(L.LightningModule):
     def _evaluation_step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         features, labels = self.running_rows(features, labels)
         logits = self.network(features)
-        losses = cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        self.evaluation_sums.update(logits, labels, losses.mean(dim=1), self.running)
+        self.evaluation_sums.update(logits, labels, mean_losses(logits, labels), self.running)
 
     def on_validation_epoch_start(self) -> None:
         self.evaluation_sums.reset(self.device)
