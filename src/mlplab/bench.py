@@ -276,14 +276,21 @@ def matmul_seconds(repetitions: int = 10) -> float:
     return (time.perf_counter() - started) / repetitions
 
 
-def packed_products_epoch(copies: int, batch_size: int, examples: int) -> float:
+def packed_products_epoch(copies: int, batch_size: int, examples: int, adam: bool) -> float:
     """Seconds of a packed epoch's matrix products alone, for `copies` course networks stacked
     as the packed network stacks them: per step and layer the forward product, the weights'
-    gradient and, but for the first layer, the input's. The floor under a packed epoch."""
+    gradient and, but for the first layer, the input's; with `adam`, also the default fused
+    Adam's update of the stacked weights and biases. The floor under a packed epoch."""
     shapes = [(layer.in_features, layer.out_features) for layer in linear_layers(course_network())]
     weights = [torch.randn(copies, fan_in, fan_out) for fan_in, fan_out in shapes]
     inputs = [torch.randn(copies, batch_size, fan_in) for fan_in, _ in shapes]
     gradients = [torch.randn(copies, batch_size, fan_out) for _, fan_out in shapes]
+    parameters = [nn.Parameter(w) for w in weights] + [
+        nn.Parameter(torch.zeros(copies, 1, fan_out)) for _, fan_out in shapes
+    ]
+    for parameter in parameters:
+        parameter.grad = torch.randn_like(parameter) * 1e-3
+    optimizer = torch.optim.Adam(parameters, lr=1e-3, fused=True)
     started = time.perf_counter()
     for _ in range(examples // batch_size):
         for index, (weight, x, gradient) in enumerate(zip(weights, inputs, gradients)):
@@ -291,6 +298,8 @@ def packed_products_epoch(copies: int, batch_size: int, examples: int) -> float:
             torch.bmm(x.transpose(1, 2), gradient)
             if index:
                 torch.bmm(gradient, weight.transpose(1, 2))
+        if adam:
+            optimizer.step()
     return time.perf_counter() - started
 
 
@@ -345,6 +354,7 @@ MLPLAB_RUNS = {  # name: overrides of the default config
 PACKED_COPIES = 8
 PACKED = f"packed_{PACKED_COPIES}_per_model"  # a packed epoch's time over its number of models
 PACKED_PRODUCTS = f"packed_{PACKED_COPIES}_products_per_model"  # its matrix products alone
+PACKED_FLOOR = f"packed_{PACKED_COPIES}_products_and_adam_per_model"  # and Adam's update
 PACKED_LOOP = f"packed_{PACKED_COPIES}_hand_written_loop_per_model"  # its step in a bare loop
 
 RATIOS = (  # (slower, faster): how many times longer an epoch of the first takes
@@ -359,6 +369,7 @@ RATIOS = (  # (slower, faster): how many times longer an epoch of the first take
     (PACKED, "plain_loop_fused"),
     (PACKED, "mlplab"),
     (PACKED_PRODUCTS, "plain_loop"),
+    (PACKED_FLOOR, "plain_loop"),
     (PACKED_LOOP, "plain_loop"),
     (PACKED, PACKED_LOOP),
     (PACKED, PACKED_PRODUCTS),
@@ -384,7 +395,8 @@ def appending(values: list[float], measure: Callable[..., float], *args) -> Call
 
 def run_benchmark(data_root: str, repetitions: int) -> dict:
     epochs: dict[str, list[float]] = {
-        name: [] for name in ("course_loop", *PLAIN_LOOPS, PACKED_PRODUCTS, PACKED_LOOP)
+        name: []
+        for name in ("course_loop", *PLAIN_LOOPS, PACKED_PRODUCTS, PACKED_FLOOR, PACKED_LOOP)
     }
     matmuls = []
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
@@ -411,12 +423,16 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                 ),
                 partial(packed_epoch, data_root, PACKED_COPIES, runs / PACKED, timers[PACKED]),
                 appending(epochs[PACKED_LOOP], packed_loop_epoch, features, labels, PACKED_COPIES),
-                appending(
-                    epochs[PACKED_PRODUCTS],
-                    packed_products_epoch,
-                    PACKED_COPIES,
-                    default.data.batch_size,
-                    len(labels),
+                *(
+                    appending(
+                        epochs[name],
+                        packed_products_epoch,
+                        PACKED_COPIES,
+                        default.data.batch_size,
+                        len(labels),
+                        adam,
+                    )
+                    for name, adam in ((PACKED_PRODUCTS, False), (PACKED_FLOOR, True))
                 ),
             ]
             # Every other repetition runs them in reverse, so no contender always goes first.
@@ -424,7 +440,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                 contender()
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
-    for name in (PACKED, PACKED_LOOP, PACKED_PRODUCTS):
+    for name in (PACKED, PACKED_LOOP, PACKED_PRODUCTS, PACKED_FLOOR):
         epochs[name] = [seconds / PACKED_COPIES for seconds in epochs[name]]
     epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
