@@ -1,5 +1,10 @@
 """Parallel jobs on one machine share its cores evenly and take different GPUs."""
 
+import platform
+import resource
+import subprocess
+import sys
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -94,3 +99,29 @@ def test_a_job_and_a_packed_group_compute_denormals_as_flush_denormal_says(small
 def test_jobs_that_compute_denormals_differently_do_not_pack(small_run_config):
     cfgs = [small_run_config(f"flush_denormal={flush}") for flush in (True, False)]
     assert [indices for indices, _ in packing_groups(cfgs)] == [[0], [1]]
+
+
+PAGE_FAULTS_OF_A_REALLOCATED_TENSOR = """
+import resource, sys, torch
+from mlplab.scale.job_resources import reuse_freed_memory
+if sys.argv[1] == "reuse":
+    assert reuse_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):  # the steps before: a 12 MiB tensor, freed at once
+    torch.ones(3 * 2**20)
+before = faults()
+torch.ones(3 * 2**20)
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_memory_a_step_frees_serves_the_next_without_faulting_in_fresh_pages():
+    def faults(mode: str) -> int:
+        command = [sys.executable, "-c", PAGE_FAULTS_OF_A_REALLOCATED_TENSOR, mode]
+        return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+    pages = 3 * 2**20 * 4 // resource.getpagesize()
+    assert faults("default") > pages / 2  # glibc maps the block fresh and faults it in again
+    assert faults("reuse") < pages / 20

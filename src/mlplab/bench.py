@@ -41,7 +41,7 @@ from mlplab.model.compute import training_flops
 from mlplab.model.nets import MLP, linear_layers
 from mlplab.results import SUMMARY_CSV
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
-from mlplab.scale.job_resources import flush_denormals
+from mlplab.scale.job_resources import flush_denormals, reuse_freed_memory
 from mlplab.sweeps.jobs import find_jobs, sweep_folders
 
 
@@ -402,8 +402,9 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
     timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
     with tempfile.TemporaryDirectory() as folder:
         default = compose_train_config(Path(folder) / "data", [f"data.root={data_root}"])
-        # mlplab's jobs set it for the process; the plain loops compute the same way.
+        # mlplab's jobs set these for the process; the plain loops compute the same way.
         flush_denormals(default)
+        reuse_freed_memory()
         datamodule = datamodule_of(default)
         features, labels = datamodule.splits["train"]
         for repetition in range(repetitions):

@@ -1,8 +1,11 @@
-"""CPU threads and GPU of a job when the launcher runs several jobs side by side on one machine."""
+"""What a job's process takes of the machine: its share of the cores and GPUs when the launcher
+runs several jobs side by side, how the CPU treats denormal floats, how its memory is reused."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 
 import torch
 from omegaconf import DictConfig
@@ -46,6 +49,29 @@ def flush_denormals(cfg: DictConfig) -> None:
     exactly, as `flush_denormal` says; every job sets it, as a process may run several. A run
     saved before the setting existed resumes as it trained: exactly."""
     torch.set_flush_denormal(cfg.get("flush_denormal", False))
+
+
+# glibc's mallopt parameters (malloc.h) and the largest block it lets the heap serve (64-bit).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+LARGEST_HEAP_BLOCK = 32 * 2**20
+KEPT_FREE_MEMORY = 2**30
+
+
+def reuse_freed_memory() -> bool:
+    """Have glibc's malloc keep the memory this process frees, for the next tensors of its size.
+
+    Each training step allocates and frees the same tensors (a packed batch of 8 copies: a few
+    megabytes each). By default glibc maps blocks that large fresh from the kernel and returns
+    them, or the free top of its heap, when freed, so the next step faults them in again page by
+    page; here they are served from the heap, and up to KEPT_FREE_MEMORY of freed memory stays
+    with the process rather than going back to the system. Whether the C library is glibc.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(M_MMAP_THRESHOLD, LARGEST_HEAP_BLOCK)) and bool(
+        mallopt(M_TRIM_THRESHOLD, KEPT_FREE_MEMORY)
+    )
 
 
 def available_cores() -> int:

@@ -54,7 +54,7 @@ from mlplab.record.trackers import (
 from mlplab.safety.checkpoints import AtomicCheckpointIO
 from mlplab.safety.resume import finished_metrics
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
-from mlplab.scale.job_resources import flush_denormals, share_machine
+from mlplab.scale.job_resources import flush_denormals, reuse_freed_memory, share_machine
 from mlplab.search.pruning import Trial
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ def train_group(
     skip_nvml_check_without_driver()
     share_machine(first, facts[0].number, facts[0].jobs_at_once)  # the group's share
     flush_denormals(first)
+    reuse_freed_memory()
     networks, generators, jobs = packed_jobs(cfgs)
     datamodule = PackedMNIST(instantiate(first.data), [cfg.data.seed for cfg in cfgs])
     datamodule.prepare_data()

@@ -30,7 +30,7 @@ from mlplab.safety.checkpoints import read_checkpoint
 from mlplab.safety.resume import checkpoint_to_continue
 from mlplab.scale.cuda_check import skip_nvml_check_without_driver
 from mlplab.scale.distributed import process_group_per_job
-from mlplab.scale.job_resources import flush_denormals, share_machine
+from mlplab.scale.job_resources import flush_denormals, reuse_freed_memory, share_machine
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def fit_and_test(cfg: DictConfig, job: JobFacts) -> dict[str, Any]:
     skip_nvml_check_without_driver()
     share_machine(cfg, job.number, job.jobs_at_once)
     flush_denormals(cfg)
+    reuse_freed_memory()
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
