@@ -33,7 +33,7 @@ from mlplab.config.presets import preset_names
 from mlplab.data.mnist import MNISTDataModule, TensorBatches
 from mlplab.engines.packed.classifier import mean_losses
 from mlplab.engines.packed.data import PackedBatches
-from mlplab.engines.packed.network import PackedNetworks
+from mlplab.engines.packed.network import PackedNetworks, packed_linear
 from mlplab.engines.packed.train import train_group
 from mlplab.job.build import build_classifier, build_trainer
 from mlplab.job.facts import JobFacts
@@ -277,27 +277,26 @@ def matmul_seconds(repetitions: int = 10) -> float:
 
 
 def packed_products_epoch(copies: int, batch_size: int, examples: int, adam: bool) -> float:
-    """Seconds of a packed epoch's matrix products alone, for `copies` course networks stacked
-    as the packed network stacks them: per step and layer the forward product, the weights'
-    gradient and, but for the first layer, the input's; with `adam`, also the default fused
+    """Seconds of a packed epoch's Linear layers alone, for `copies` course networks stacked as
+    the packed network stacks them: per step and layer packed_linear forward and backward from
+    a given output gradient (the products of the layer, of its weights' gradient and, but for
+    the first layer, of its input's, and the biases' sums); with `adam`, also the default fused
     Adam's update of the stacked weights and biases. The floor under a packed epoch."""
     shapes = [(layer.in_features, layer.out_features) for layer in linear_layers(course_network())]
-    weights = [torch.randn(copies, fan_in, fan_out) for fan_in, fan_out in shapes]
-    inputs = [torch.randn(copies, batch_size, fan_in) for fan_in, _ in shapes]
-    gradients = [torch.randn(copies, batch_size, fan_out) for _, fan_out in shapes]
-    parameters = [nn.Parameter(w) for w in weights] + [
-        nn.Parameter(torch.zeros(copies, 1, fan_out)) for _, fan_out in shapes
+    weights = [nn.Parameter(torch.randn(copies, fan_in, fan_out)) for fan_in, fan_out in shapes]
+    biases = [nn.Parameter(torch.zeros(copies, fan_out)) for _, fan_out in shapes]
+    inputs = [  # the first layer's input is the images: no gradient
+        torch.randn(copies, batch_size, fan_in, requires_grad=index > 0)
+        for index, (fan_in, _) in enumerate(shapes)
     ]
-    for parameter in parameters:
-        parameter.grad = torch.randn_like(parameter) * 1e-3
-    optimizer = torch.optim.Adam(parameters, lr=1e-3, fused=True)
+    gradients = [torch.randn(copies, batch_size, fan_out) * 1e-3 for _, fan_out in shapes]
+    optimizer = torch.optim.Adam([*weights, *biases], lr=1e-3, fused=True)
     started = time.perf_counter()
     for _ in range(examples // batch_size):
-        for index, (weight, x, gradient) in enumerate(zip(weights, inputs, gradients)):
-            torch.bmm(x, weight)
-            torch.bmm(x.transpose(1, 2), gradient)
-            if index:
-                torch.bmm(gradient, weight.transpose(1, 2))
+        optimizer.zero_grad(set_to_none=True)
+        for weight, bias, x, gradient in zip(weights, biases, inputs, gradients):
+            x.grad = None
+            packed_linear(x, weight, bias).backward(gradient)
         if adam:
             optimizer.step()
     return time.perf_counter() - started
