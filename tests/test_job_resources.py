@@ -101,17 +101,24 @@ def test_jobs_that_compute_denormals_differently_do_not_pack(small_run_config):
     assert [indices for indices, _ in packing_groups(cfgs)] == [[0], [1]]
 
 
-PAGE_FAULTS_OF_A_REALLOCATED_TENSOR = """
-import resource, sys, torch
-from mlplab.scale.job_resources import reuse_freed_memory
+PAGE_FAULTS_OF_A_STEP = """
+import ctypes, resource, sys, torch
+from mlplab.scale.job_resources import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, reuse_freed_memory
+# glibc's starting thresholds (128 KiB), held there: left alone, glibc raises them as blocks
+# are freed, sooner in one process than in another.
+for parameter in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD):
+    assert ctypes.CDLL(None).mallopt(parameter, 128 * 1024)
 if sys.argv[1] == "reuse":
     assert reuse_freed_memory()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):  # the steps before: a 12 MiB tensor, freed at once
-    torch.ones(3 * 2**20)
+def step():  # three 12 MiB tensors at once, freed at its end
+    tensors = [torch.ones(3 * 2**20) for _ in range(3)]
+    del tensors
+for _ in range(3):  # the steps before
+    step()
 before = faults()
-torch.ones(3 * 2**20)
+step()
 print(faults() - before)
 """
 
@@ -119,9 +126,9 @@ print(faults() - before)
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_memory_a_step_frees_serves_the_next_without_faulting_in_fresh_pages():
     def faults(mode: str) -> int:
-        command = [sys.executable, "-c", PAGE_FAULTS_OF_A_REALLOCATED_TENSOR, mode]
+        command = [sys.executable, "-c", PAGE_FAULTS_OF_A_STEP, mode]
         return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
-    pages = 3 * 2**20 * 4 // resource.getpagesize()
-    assert faults("default") > pages / 2  # glibc maps the block fresh and faults it in again
+    pages = 3 * 3 * 2**20 * 4 // resource.getpagesize()
+    assert faults("held") > pages / 2  # each block mapped fresh from the kernel, faulted in
     assert faults("reuse") < pages / 20
