@@ -28,17 +28,44 @@ def stack(tensors: list[torch.Tensor], transposed: bool) -> torch.Tensor:
     return torch.stack(slices).contiguous()
 
 
+class NarrowLinear(torch.autograd.Function):
+    """packed_linear of a layer with fewer outputs than examples, on the CPU.
+
+    The products run with the longer side of each result last: forward (weight^T x^T)^T, the
+    weights' gradient (grad^T x)^T, several times faster than the other way round. The input's
+    gradient grad weight^T is computed in its own layout, contiguous as the layer below's
+    backward reads it fastest (an activation's backward over a transposed gradient took 20
+    times as long).
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")  # under autocast, the backward's products are too
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        # Contiguous again, as what reads it (argmax over the classes) expects.
+        turned = torch.baddbmm(bias.unsqueeze(2), weight.transpose(1, 2), x.transpose(1, 2))
+        return turned.transpose(1, 2).contiguous()
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad
+        return (
+            torch.bmm(grad, weight.transpose(1, 2)) if needs_x else None,
+            torch.bmm(grad.transpose(1, 2), x).transpose(1, 2) if needs_weight else None,
+            grad.sum(1) if needs_bias else None,
+        )
+
+
 def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Each copy's Linear layer: x (R, N, in), weight [R, in, out], bias (R, out) -> (R, N, out).
 
     On the CPU a layer with fewer outputs than the batch has examples (the output layer's
-    classes) is computed as (weight^T x^T)^T: the matrix product runs several times faster
-    with the longer side of its result last, forward and for the weights' gradient alike. The
-    result is made contiguous again, as what reads it (argmax over the classes) expects.
+    classes) is a NarrowLinear.
     """
     if x.device.type == "cpu" and weight.shape[2] < x.shape[1]:
-        narrow = torch.baddbmm(bias.unsqueeze(2), weight.transpose(1, 2), x.transpose(1, 2))
-        return narrow.transpose(1, 2).contiguous()
+        return NarrowLinear.apply(x, weight, bias)
     return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
