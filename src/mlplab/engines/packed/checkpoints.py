@@ -8,6 +8,7 @@ batch order), so `evaluate` tests them and `resume=` continues the job alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,12 @@ class PackedJob:
     @property
     def last_checkpoint(self) -> Path:
         return Path(self.cfg.checkpoint_dir) / results.LAST_CHECKPOINT
+
+    @cached_property
+    def hyper_parameters(self) -> dict[str, Any]:
+        """The config resolved, as each of the job's checkpoints holds it: resolved once, not at
+        every save, where resolving it took as long as writing the checkpoint."""
+        return OmegaConf.to_container(self.cfg, resolve=True)
 
 
 def copy_of_optimizer_state(
@@ -121,7 +128,7 @@ def single_checkpoint(
             for state in packed["optimizer_states"]
         ],
         "hparams_name": "hparams",
-        "hyper_parameters": OmegaConf.to_container(job.cfg, resolve=True),
+        "hyper_parameters": job.hyper_parameters,
         MNISTDataModule.__qualname__: loader_state,
         "training_sums": module.training_sums.copy_state(copy),
         results.VALIDATION: validation(module, copy),
