@@ -80,28 +80,36 @@ def timed_epoch(batches, fused: bool) -> float:
     return time.perf_counter() - started
 
 
-class BareLightningModule(L.LightningModule):
-    """The hand-written loop's step inside Lightning, with nothing else: Lightning's own cost."""
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> loss
 
-    def __init__(self) -> None:
+
+class BareLightningModule(L.LightningModule):
+    """A hand-written loop's step inside Lightning, with nothing else: Lightning's own cost."""
+
+    def __init__(self, network: nn.Module, loss: Loss) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.network = course_network()
-        self.loss_function = nn.CrossEntropyLoss()
+        self.network = network
+        self.loss = loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         features, labels = batch
         optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(self.loss_function(self.network(features), labels))
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(self.loss(self.network(features), labels))
         optimizer.step()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
 
 
-def bare_lightning_epoch(batches: TensorBatches, timer: EpochTimer) -> None:
-    """One epoch of BareLightningModule: no logger, metrics, checkpoints or progress bar."""
+def summed_mean_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The packed loss: the sum over copies of each copy's mean cross-entropy."""
+    return mean_losses(logits, labels).sum()
+
+
+def bare_lightning_epoch(module: BareLightningModule, batches, timer: EpochTimer) -> None:
+    """One epoch of `module` over `batches`: no logger, metrics, checkpoints or progress bar."""
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",
@@ -111,7 +119,7 @@ def bare_lightning_epoch(batches: TensorBatches, timer: EpochTimer) -> None:
         enable_model_summary=False,
         callbacks=[timer],
     )
-    trainer.fit(BareLightningModule(), train_dataloaders=batches)
+    trainer.fit(module, train_dataloaders=batches)
 
 
 class EpochTimer(L.Callback):
@@ -302,20 +310,30 @@ def packed_products_epoch(copies: int, batch_size: int, examples: int, adam: boo
     return time.perf_counter() - started
 
 
-def packed_loop_epoch(features: torch.Tensor, labels: torch.Tensor, copies: int) -> float:
-    """Seconds of one epoch of `copies` course networks packed (PackedNetworks) in a
-    hand-written loop: each copy's own split and batch order gathered per step (PackedBatches),
-    forward, loss, backward and fused Adam, and nothing else: what any engine of the packed step
-    costs before it records or checkpoints anything."""
+def packed_course_networks(copies: int) -> PackedNetworks:
+    """`copies` course networks stacked as the packed engine stacks them."""
     networks = [MLP([256, 256], nn.ReLU) for _ in range(copies)]
-    network = PackedNetworks(networks, [torch.Generator() for _ in networks])
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=True)
-    splits = torch.stack([torch.randperm(len(labels)) for _ in networks])
+    return PackedNetworks(networks, [torch.Generator() for _ in networks])
+
+
+def packed_batches(features: torch.Tensor, labels: torch.Tensor, copies: int) -> PackedBatches:
+    """An epoch of batches of 100 for `copies` jobs, each its own split and order gathered per
+    step, as the packed engine gathers them."""
+    splits = torch.stack([torch.randperm(len(labels)) for _ in range(copies)])
     orders = [TensorBatches(split, split, 100, True, seed) for seed, split in enumerate(splits)]
+    return PackedBatches(features, labels, splits, orders)
+
+
+def packed_loop_epoch(features: torch.Tensor, labels: torch.Tensor, copies: int) -> float:
+    """Seconds of one epoch of `copies` packed course networks in a hand-written loop: each
+    copy's batch gathered, forward, loss, backward and fused Adam, and nothing else: what any
+    engine of the packed step costs before it records or checkpoints anything."""
+    network = packed_course_networks(copies)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=True)
     started = time.perf_counter()
-    for batch_features, batch_labels in PackedBatches(features, labels, splits, orders):
+    for batch_features, batch_labels in packed_batches(features, labels, copies):
         optimizer.zero_grad(set_to_none=True)
-        mean_losses(network(batch_features), batch_labels).sum().backward()
+        summed_mean_losses(network(batch_features), batch_labels).backward()
         optimizer.step()
     return time.perf_counter() - started
 
@@ -355,6 +373,7 @@ PACKED = f"packed_{PACKED_COPIES}_per_model"  # a packed epoch's time over its n
 PACKED_PRODUCTS = f"packed_{PACKED_COPIES}_products_per_model"  # its matrix products alone
 PACKED_FLOOR = f"packed_{PACKED_COPIES}_products_and_adam_per_model"  # and Adam's update
 PACKED_LOOP = f"packed_{PACKED_COPIES}_hand_written_loop_per_model"  # its step in a bare loop
+PACKED_BARE = f"packed_{PACKED_COPIES}_bare_lightning_per_model"  # that step in a bare Trainer
 
 RATIOS = (  # (slower, faster): how many times longer an epoch of the first takes
     ("mlplab", "plain_loop"),
@@ -370,6 +389,9 @@ RATIOS = (  # (slower, faster): how many times longer an epoch of the first take
     (PACKED_PRODUCTS, "plain_loop"),
     (PACKED_FLOOR, "plain_loop"),
     (PACKED_LOOP, "plain_loop"),
+    (PACKED_BARE, "plain_loop"),
+    (PACKED_BARE, PACKED_LOOP),
+    (PACKED, PACKED_BARE),
     (PACKED, PACKED_LOOP),
     (PACKED, PACKED_PRODUCTS),
 )
@@ -398,7 +420,9 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
         for name in ("course_loop", *PLAIN_LOOPS, PACKED_PRODUCTS, PACKED_FLOOR, PACKED_LOOP)
     }
     matmuls = []
-    timers = {name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED)}
+    timers = {
+        name: EpochTimer() for name in ("bare_lightning_fused", *MLPLAB_RUNS, PACKED, PACKED_BARE)
+    }
     with tempfile.TemporaryDirectory() as folder:
         default = compose_train_config(Path(folder) / "data", [f"data.root={data_root}"])
         # mlplab's jobs set these for the process; the plain loops compute the same way.
@@ -416,13 +440,24 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                     appending(epochs[name], timed_epoch, shuffled(size), fused)
                     for name, (fused, size) in PLAIN_LOOPS.items()
                 ),
-                partial(bare_lightning_epoch, shuffled(100), timers["bare_lightning_fused"]),
+                partial(
+                    bare_lightning_epoch,
+                    BareLightningModule(course_network(), nn.CrossEntropyLoss()),
+                    shuffled(100),
+                    timers["bare_lightning_fused"],
+                ),
                 *(
                     partial(mlplab_epoch, data_root, overrides, runs / name, timers[name])
                     for name, overrides in MLPLAB_RUNS.items()
                 ),
                 partial(packed_epoch, data_root, PACKED_COPIES, runs / PACKED, timers[PACKED]),
                 appending(epochs[PACKED_LOOP], packed_loop_epoch, features, labels, PACKED_COPIES),
+                partial(
+                    bare_lightning_epoch,
+                    BareLightningModule(packed_course_networks(PACKED_COPIES), summed_mean_losses),
+                    packed_batches(features, labels, PACKED_COPIES),
+                    timers[PACKED_BARE],
+                ),
                 *(
                     appending(
                         epochs[name],
@@ -440,7 +475,7 @@ def run_benchmark(data_root: str, repetitions: int) -> dict:
                 contender()
     first_step_seconds, peak_mib = launch_to_first_step(data_root)
     epochs.update({name: timer.seconds["train"] for name, timer in timers.items()})
-    for name in (PACKED, PACKED_LOOP, PACKED_PRODUCTS, PACKED_FLOOR):
+    for name in (PACKED, PACKED_BARE, PACKED_LOOP, PACKED_PRODUCTS, PACKED_FLOOR):
         epochs[name] = [seconds / PACKED_COPIES for seconds in epochs[name]]
     epochs["mlplab_with_validation_and_checkpoint"] = timers["mlplab"].seconds["epoch"]
     return {
