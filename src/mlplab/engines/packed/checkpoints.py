@@ -8,7 +8,6 @@ batch order), so `evaluate` tests them and `resume=` continues the job alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,12 @@ class PackedJob:
     loggers: list[Logger] = field(default_factory=list)
     best: ModelCheckpoint | None = None  # the job's own callback: its file names and state
     best_state: dict[str, torch.Tensor] | None = None  # its network's at its best epoch
+    # The config resolved, as each of its checkpoints holds it: once, before training, rather
+    # than at each save, where it took as long as writing the file.
+    hyper_parameters: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hyper_parameters = OmegaConf.to_container(self.cfg, resolve=True)
 
     @property
     def folder(self) -> Path:
@@ -53,12 +58,6 @@ class PackedJob:
     @property
     def last_checkpoint(self) -> Path:
         return Path(self.cfg.checkpoint_dir) / results.LAST_CHECKPOINT
-
-    @cached_property
-    def hyper_parameters(self) -> dict[str, Any]:
-        """The config resolved, as each of the job's checkpoints holds it: resolved once, not at
-        every save, where resolving it took as long as writing the checkpoint."""
-        return OmegaConf.to_container(self.cfg, resolve=True)
 
 
 def copy_of_optimizer_state(
