@@ -26,7 +26,7 @@ def test_packed_linear_gives_each_copy_its_own_layers_outputs_and_gradients(
     stacked_weight = weights.transpose(1, 2).contiguous().requires_grad_()  # [K, in, out]
     stacked_bias = biases.clone().requires_grad_()
     x.requires_grad_(input_needs_grad)
-    upstream = torch.randn_like(x[:, :, :1].expand(-1, -1, outputs))
+    upstream = torch.randn(*x.shape[:2], outputs, dtype=x.dtype)
 
     packed = packed_linear(x, stacked_weight, stacked_bias)
     packed.backward(upstream)
